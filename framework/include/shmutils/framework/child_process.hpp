@@ -1,0 +1,62 @@
+// shmutils::framework::ChildProcess — the one owner of a child process.
+//
+// Contract
+//   Lives:       process-local, move-only. The destructor SIGKILLs and reaps a
+//                child still running, so no child outlives its owner; a forked
+//                child also gets PR_SET_PDEATHSIG=SIGKILL, so it dies when the
+//                parent dies, even by SIGKILL.
+//   Fork:        the child runs `body` and _exit()s with its return value (an
+//                exception escaping it prints what() and exits 70). Fork from a
+//                process with threads only when `body` is async-signal-safe
+//                enough (no locks other threads may hold).
+//   Deadline:    wait_for() returns nullopt when the child is still running
+//                at the deadline; the caller decides to kill and report.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shmutils/shm/sys.hpp"
+
+namespace shmutils::framework {
+
+using ExitStatus = sys::ExitStatus;
+
+class ChildProcess {
+ public:
+  static ChildProcess fork(const std::function<int()>& body);
+  static ChildProcess spawn(const std::string& path, const std::vector<std::string>& argv,
+                            const std::vector<std::string>* environment = nullptr);
+
+  ChildProcess() = default;
+  ChildProcess(ChildProcess&& other) noexcept;
+  ChildProcess& operator=(ChildProcess&& other) noexcept;
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  ~ChildProcess();
+
+  pid_t pid() const noexcept { return pid_; }
+  bool running() const noexcept { return pid_ > 0 && !status_; }
+
+  // Sends a signal; false when the child already ended.
+  bool signal(int signal);
+  // Waits until the child ends or the timeout passes (nullopt).
+  std::optional<ExitStatus> wait_for(std::chrono::milliseconds timeout);
+  ExitStatus wait();
+  // SIGKILL and reap.
+  ExitStatus kill();
+  // The status once reaped.
+  const std::optional<ExitStatus>& status() const noexcept { return status_; }
+
+ private:
+  explicit ChildProcess(pid_t pid) noexcept : pid_(pid) {}
+  pid_t pid_ = -1;
+  std::optional<ExitStatus> status_;
+};
+
+}  // namespace shmutils::framework

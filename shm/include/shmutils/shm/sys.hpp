@@ -1,0 +1,154 @@
+// shmutils::sys — the one layer through which shmutils talks to the OS.
+//
+// Contract
+//   Every system call shmutils (and its framework) makes goes through here:
+//   EINTR is retried in one place (retry_eintr), errno is read right after
+//   the call and turned into an Error naming the object and the operation
+//   (throw_errno). Functions that can legitimately "fail" as part of normal
+//   control flow (a name that may not exist, a lock that may be taken)
+//   return a value instead of throwing; they say so in their names.
+//   Lives: stateless free functions, thread-safe, async-signal-safe only where
+//   noted.
+#pragma once
+
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/unique_fd.hpp"
+
+namespace shmutils::sys {
+
+// Calls f until it returns something other than -1 with errno == EINTR.
+template <class F>
+auto retry_eintr(F&& f) {
+  for (;;) {
+    auto result = f();
+    if (!(result == -1 && errno == EINTR)) return result;
+  }
+}
+
+// Calls f (returning -1 + errno on failure, like most syscalls) with EINTR
+// retried; throws an Error naming object and operation on failure.
+template <class F>
+auto check(std::string_view object, std::string_view operation, F&& f) {
+  auto result = retry_eintr(f);
+  if (result == -1) throw_errno(object, operation, errno);
+  return result;
+}
+
+// For calls that return an errno value (pthread_*, posix_fallocate).
+inline void check_rc(std::string_view object, std::string_view operation, int rc) {
+  if (rc != 0) throw_errno(object, operation, rc);
+}
+
+std::size_t page_size() noexcept;
+std::size_t round_up_to_page(std::size_t size) noexcept;
+
+// --- shared-memory objects -------------------------------------------------
+UniqueFd shm_open(const std::string& name, int flags, mode_t mode);
+// Opens without throwing: returns the errno on failure.
+int try_shm_open(const std::string& name, int flags, mode_t mode, UniqueFd& out) noexcept;
+void shm_unlink(const std::string& name);
+// Returns false when the name did not exist.
+bool shm_unlink_if_exists(const std::string& name);
+UniqueFd memfd_create(const std::string& name, unsigned flags);
+
+struct stat fstat(int fd, std::string_view object);
+void ftruncate(int fd, std::uint64_t size, std::string_view object);
+// posix_fallocate: reserves the pages so a full tmpfs fails here, not as SIGBUS later.
+void fallocate(int fd, std::uint64_t offset, std::uint64_t length, std::string_view object);
+void fchmod(int fd, mode_t mode, std::string_view object);
+void fchown(int fd, uid_t uid, gid_t gid, std::string_view object);
+UniqueFd dup_cloexec(int fd, std::string_view object);
+// Sets or clears FD_CLOEXEC.
+void set_cloexec(int fd, bool on, std::string_view object);
+
+// flock on the whole object. try_ variants return false when it is held elsewhere.
+bool try_flock_exclusive(int fd, std::string_view object);
+void flock_unlock(int fd, std::string_view object);
+
+// --- memory mappings -------------------------------------------------------
+void* mmap(void* hint, std::size_t length, int prot, int flags, int fd, std::uint64_t offset,
+           std::string_view object);
+void munmap(void* address, std::size_t length, std::string_view object);
+void mprotect(void* address, std::size_t length, int prot, std::string_view object);
+void madvise(void* address, std::size_t length, int advice, std::string_view object);
+void msync(void* address, std::size_t length, int flags, std::string_view object);
+void mlock(const void* address, std::size_t length, std::string_view object);
+void munlock(const void* address, std::size_t length, std::string_view object);
+
+// --- processes -------------------------------------------------------------
+pid_t getpid() noexcept;
+pid_t gettid() noexcept;
+uid_t geteuid() noexcept;
+// The kernel's start time of a process (clock ticks since boot, /proc/PID/stat
+// field 22): with the pid it names one process, even across pid reuse.
+// nullopt when no such process exists (or it is a zombie already reaped).
+std::optional<std::uint64_t> process_start_time(pid_t pid);
+// True when pid names a process whose start time equals start_time.
+bool process_alive(pid_t pid, std::uint64_t start_time);
+std::uint64_t monotonic_ns() noexcept;
+std::uint64_t realtime_ns() noexcept;
+void sleep_ns(std::uint64_t ns) noexcept;
+// Fills buffer with bytes from getrandom(2).
+void random_bytes(std::span<std::byte> buffer);
+
+// How a child process ended.
+struct ExitStatus {
+  bool exited = false;  // normal exit with exit_code
+  int exit_code = 0;
+  int signal = 0;       // the signal that killed it when !exited
+  bool success() const noexcept { return exited && exit_code == 0; }
+  std::string to_string() const;  // "exit code 3", "killed by SIGKILL"
+};
+pid_t fork(std::string_view what);
+// Sends a signal; false when the process no longer exists.
+bool kill(pid_t pid, int signal);
+// Reaps pid if it ended; nullopt while it runs.
+std::optional<ExitStatus> wait_nohang(pid_t pid);
+ExitStatus wait(pid_t pid);
+// posix_spawn of path with argv and envp (nullptr: this environment).
+pid_t spawn(const std::string& path, const std::vector<std::string>& argv,
+            const std::vector<std::string>* envp = nullptr);
+// prctl(PR_SET_PDEATHSIG): the calling process gets `signal` when its parent dies.
+void set_parent_death_signal(int signal);
+
+// Pids whose parent is pid (scans /proc).
+std::vector<pid_t> child_pids(pid_t parent);
+// Names in /dev/shm ("/name" form), sorted.
+std::vector<std::string> list_shm_names();
+
+// --- process-shared robust pthread mutexes ---------------------------------
+void robust_mutex_init(pthread_mutex_t* mutex, std::string_view object);
+enum class RobustLockResult { Acquired, OwnerDied };
+// Blocks; OwnerDied means the previous holder died holding it: the caller
+// holds it now and must repair, then call robust_mutex_consistent.
+RobustLockResult robust_mutex_lock(pthread_mutex_t* mutex, std::string_view object);
+void robust_mutex_consistent(pthread_mutex_t* mutex, std::string_view object);
+void robust_mutex_unlock(pthread_mutex_t* mutex, std::string_view object);
+
+// --- passing descriptors over a Unix socket --------------------------------
+// Sends `message` and, with it, `fd` as SCM_RIGHTS.
+void send_with_fd(int socket, std::string_view message, int fd);
+struct ReceivedFd {
+  std::string message;
+  UniqueFd fd;  // invalid when the sender attached none
+};
+// Receives one message of at most max_message bytes and the fd sent with it.
+ReceivedFd receive_with_fd(int socket, std::size_t max_message = 4096);
+// A connected pair of Unix stream sockets, close-on-exec.
+std::pair<UniqueFd, UniqueFd> socket_pair();
+
+}  // namespace shmutils::sys

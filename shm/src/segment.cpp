@@ -1,0 +1,433 @@
+#include "shmutils/shm/segment.hpp"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/fault_point.hpp"
+#include "shmutils/shm/sys.hpp"
+
+namespace shmutils {
+
+SHMUTILS_FAULT_POINT(fp_init_after_create, "segment.init.after_create");
+SHMUTILS_FAULT_POINT(fp_init_after_truncate, "segment.init.after_truncate");
+SHMUTILS_FAULT_POINT(fp_init_before_publish, "segment.init.before_publish");
+
+namespace {
+
+constexpr std::size_t kRegionAlignment = 64;
+constexpr std::uint64_t kPollNs = 1'000'000;  // 1 ms between looks at an initializing segment
+// An object that is uninitialized with nobody holding the init flock may be
+// one whose creator has not yet reached flock: act on it only after this.
+constexpr std::uint64_t kCreatorGraceNs = 100'000'000;
+
+std::size_t align_up(std::size_t value, std::size_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
+}
+
+struct Layout {
+  SegmentRegion registry;
+  SegmentRegion user;
+  std::size_t minimum_size;
+};
+
+Layout plan_layout(std::uint32_t max_processes) {
+  Layout layout{};
+  layout.registry.offset = align_up(sizeof(SegmentHeader), kRegionAlignment);
+  layout.registry.size = RegistryTable::bytes_for(max_processes);
+  layout.user.offset = align_up(layout.registry.offset + layout.registry.size, kRegionAlignment);
+  layout.user.size = 0;
+  layout.minimum_size = layout.user.offset;
+  return layout;
+}
+
+// Writes a fresh header and registry into `base`; publishes the magic last.
+void format(std::byte* base, std::size_t size, std::uint32_t max_processes) {
+  Layout layout = plan_layout(max_processes);
+  auto* header = reinterpret_cast<SegmentHeader*>(base);
+  header->magic.store(0, std::memory_order_relaxed);
+  std::memset(base + sizeof(std::uint64_t), 0, layout.minimum_size - sizeof(std::uint64_t));
+  header->layout_version = kLayoutVersion;
+  header->header_size = sizeof(SegmentHeader);
+  header->uuid = Uuid::random().bytes;
+  header->creator_uid = sys::geteuid();
+  header->creator_pid = sys::getpid();
+  header->creator_start_time = sys::process_start_time(sys::getpid()).value_or(0);
+  header->created_realtime_ns = sys::realtime_ns();
+  header->minimum_size = layout.minimum_size;
+  header->registry = layout.registry;
+  header->allocator = {0, 0};
+  header->names = {0, 0};
+  header->user = layout.user;
+  header->checksum = header_checksum(*header);
+  header->total_size.store(size, std::memory_order_relaxed);
+  ProcessRegistry::initialize(reinterpret_cast<RegistryTable*>(base + layout.registry.offset),
+                              max_processes);
+  fp_init_before_publish.reached();
+  header->magic.store(kSegmentMagic, std::memory_order_release);
+}
+
+void check_size(const std::string& object, std::size_t size, std::uint32_t max_processes) {
+  if (max_processes == 0) {
+    throw Error(ErrorKind::InvalidArgument, object, "create", "max_processes must be at least 1");
+  }
+  std::size_t minimum = Segment::minimum_size(max_processes);
+  if (size < minimum) {
+    throw Error(ErrorKind::TooSmall, object, "create",
+                std::to_string(size) + " bytes; the header and a registry of " +
+                    std::to_string(max_processes) + " processes need " + std::to_string(minimum));
+  }
+}
+
+// What the header's first word says, read from the object without mapping it.
+enum class InitState { Ready, NotYet, Foreign };
+
+InitState peek_state(int fd, std::uint64_t object_size) {
+  if (object_size < sizeof(SegmentHeader)) return InitState::NotYet;
+  std::uint64_t magic = 0;
+  ssize_t n = sys::retry_eintr([&] { return ::pread(fd, &magic, sizeof(magic), 0); });
+  if (n != static_cast<ssize_t>(sizeof(magic))) return InitState::NotYet;
+  if (magic == kSegmentMagic) return InitState::Ready;
+  return magic == 0 ? InitState::NotYet : InitState::Foreign;
+}
+
+}  // namespace
+
+std::size_t Segment::minimum_size(std::uint32_t max_processes) noexcept {
+  return plan_layout(max_processes).minimum_size;
+}
+
+Segment& Segment::operator=(Segment&& other) noexcept {
+  if (this != &other) {
+    registration_.detach();
+    registration_ = std::move(other.registration_);
+    registry_ = std::move(other.registry_);
+    mapping_ = std::move(other.mapping_);
+    object_ = std::move(other.object_);
+    inheritable_fd_ = std::move(other.inheritable_fd_);
+  }
+  return *this;
+}
+
+Segment Segment::create(std::string_view name, std::size_t size, const SegmentOptions& options) {
+  return open(name, OpenMode{Access::ReadWrite, Disposition::CreateExclusive}, size, options);
+}
+
+Segment Segment::open(std::string_view name, Access access, const SegmentOptions& options) {
+  return open(name, OpenMode{access, Disposition::OpenExisting}, 0, options);
+}
+
+Segment Segment::open_or_create(std::string_view name, std::size_t size,
+                                const SegmentOptions& options) {
+  return open(name, OpenMode{Access::ReadWrite, Disposition::OpenOrCreate}, size, options);
+}
+
+Segment Segment::open(std::string_view name, std::string_view mode, std::size_t size,
+                      const SegmentOptions& options) {
+  return open(name, from_mode(mode), size, options);
+}
+
+Segment Segment::open(std::string_view name, OpenMode mode, std::size_t size,
+                      const SegmentOptions& options) {
+  std::string normalized = normalize_segment_name(name);
+  std::string object = "segment \"" + normalized + "\"";
+  if (mode.may_create()) {
+    if (!mode.writable()) {
+      throw Error(ErrorKind::InvalidArgument, object, "open", "creating needs read-write access");
+    }
+    check_size(object, size, options.max_processes);
+    size = sys::round_up_to_page(size);
+  }
+  if (mode.disposition == Disposition::CreateOrTruncate) {
+    // Truncating a live segment would SIGBUS everyone attached: replace it instead.
+    ShmObject::unlink_if_exists(normalized);
+    mode.disposition = Disposition::CreateExclusive;
+  }
+  if (mode.disposition == Disposition::OpenOrCreate) {
+    // Try exclusive first, to know whether this process is the creator.
+    UniqueFd fd;
+    int err = sys::try_shm_open(normalized, O_RDWR | O_CREAT | O_EXCL,
+                                options.permissions, fd);
+    if (err == 0) {
+      return attach_object(ShmObject::adopt(std::move(fd), normalized, false, true), true, size,
+                           options);
+    }
+    if (err != EEXIST) throw_errno(object, "shm_open", err);
+    ShmObject existing = ShmObject::open(normalized, OpenMode{Access::ReadWrite,
+                                                              Disposition::OpenExisting});
+    return attach_object(std::move(existing), false, size, options);
+  }
+  if (mode.disposition == Disposition::CreateExclusive) {
+    ShmObject created = ShmObject::open(normalized, mode, options.permissions);
+    return attach_object(std::move(created), true, size, options);
+  }
+  ShmObject existing = ShmObject::open(normalized, mode);
+  return attach_object(std::move(existing), false, 0, options);
+}
+
+Segment Segment::create_anonymous(std::size_t size, const SegmentOptions& options) {
+  check_size("memfd segment", size, options.max_processes);
+  return attach_object(ShmObject::create_anonymous("shmutils"), true, sys::round_up_to_page(size),
+                       options);
+}
+
+Segment Segment::adopt(ShmObject object, const SegmentOptions& options) {
+  return attach_object(std::move(object), false, 0, options);
+}
+
+Segment Segment::attach_object(ShmObject object, bool created, std::size_t create_size,
+                               const SegmentOptions& options) {
+  const std::string described = object.describe();
+  Segment segment;
+  segment.object_ = std::move(object);
+  const int fd = segment.object_.fd();
+  const bool can_initialize = create_size > 0 && segment.object_.writable();
+  const std::uint64_t start = sys::monotonic_ns();
+  const auto timeout_ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options.init_timeout).count());
+  std::uint64_t unowned_since = 0;  // when "uninitialized, nobody initializing" was first seen
+
+  // Initialization protocol: whoever holds the flock while the magic is not
+  // published initializes. The creator takes it first; if it dies, the kernel
+  // drops its flock and an opener that may create takes over.
+  for (;;) {
+    std::uint64_t object_size = segment.object_.size();
+    InitState state = peek_state(fd, object_size);
+    if (state == InitState::Ready) break;
+    if (state == InitState::Foreign) {
+      throw Error(ErrorKind::BadMagic, described, "open", "not a shmutils segment");
+    }
+    if (segment.object_.writable() && sys::try_flock_exclusive(fd, described)) {
+      object_size = segment.object_.size();
+      state = peek_state(fd, object_size);
+      std::uint64_t now = sys::monotonic_ns();
+      if (unowned_since == 0) unowned_since = now;
+      bool creator_surely_gone = created || now - unowned_since >= kCreatorGraceNs;
+      if (state == InitState::NotYet && can_initialize && creator_surely_gone) {
+        try {
+          if (created) fp_init_after_create.reached();
+          segment.object_.resize(0);  // drop whatever a dead initializer left
+          segment.object_.resize(create_size);
+          fp_init_after_truncate.reached();
+          segment.map_whole(create_size, options.address_hint);
+          format(segment.base(), create_size, options.max_processes);
+        } catch (...) {
+          sys::flock_unlock(fd, described);
+          // A creator that cannot finish leaves no half-made name behind.
+          if (created && !segment.object_.anonymous()) {
+            ShmObject::unlink_if_exists(segment.object_.name());
+          }
+          throw;
+        }
+        sys::flock_unlock(fd, described);
+        segment.finish_attach(options);
+        return segment;
+      }
+      sys::flock_unlock(fd, described);
+      if (state == InitState::Ready) break;
+      if (!can_initialize && creator_surely_gone) {
+        throw Error(ErrorKind::NotInitialized, described, "open",
+                    "its creator died before finishing initialization (" +
+                        std::to_string(object_size) +
+                        " bytes, no initializer alive); unlink it, or open it with "
+                        "open_or_create to take over");
+      }
+    } else {
+      unowned_since = 0;  // someone is initializing right now
+    }
+    if (sys::monotonic_ns() - start >= timeout_ns) {
+      throw Error(ErrorKind::Timeout, described, "open",
+                  "still not initialized after " + std::to_string(options.init_timeout.count()) +
+                      " ms (another process holds the init lock)");
+    }
+    sys::sleep_ns(kPollNs);
+  }
+
+  std::uint64_t object_size = segment.object_.size();
+  if (object_size < sizeof(SegmentHeader)) {
+    throw Error(ErrorKind::Truncated, described, "open", "smaller than a segment header");
+  }
+  segment.map_whole(object_size, options.address_hint);
+  validate_header(segment.header(), object_size, segment.name());
+  const SegmentHeader& header = segment.header();
+  ProcessRegistry::validate(
+      reinterpret_cast<const RegistryTable*>(segment.base() + header.registry.offset),
+      header.registry.size, segment.name());
+  struct stat st = segment.object_.stat();
+  uid_t self = sys::geteuid();
+  if (!options.allow_foreign_owner && st.st_uid != self) {
+    throw Error(ErrorKind::PermissionDenied, described, "open",
+                "owned by uid " + std::to_string(st.st_uid) + ", not " + std::to_string(self) +
+                    " (allow_foreign_owner accepts it)");
+  }
+  // Map exactly the size the header records; a larger object keeps its tail.
+  std::uint64_t total = header.total_size.load(std::memory_order_acquire);
+  if (total != segment.mapping_.size()) segment.map_whole(total, options.address_hint);
+  segment.finish_attach(options);
+  return segment;
+}
+
+void Segment::map_whole(std::size_t size, void* hint) {
+  MapRequest request;
+  request.size = size;
+  request.protection = object_.writable() ? Protection::ReadWrite : Protection::Read;
+  request.flags = MapFlags::Shared;
+  if (hint != nullptr) request.flags = request.flags | MapFlags::FixedNoReplace;
+  request.fd = object_.fd();
+  request.hint = hint;
+  request.name = object_.name();
+  mapping_ = Mapping();  // release the old range first: a hinted remap may reuse it
+  mapping_ = Mapping::map(request);
+}
+
+void Segment::finish_attach(const SegmentOptions& options) {
+  const SegmentHeader& h = header();
+  registry_ = ProcessRegistry(reinterpret_cast<RegistryTable*>(base() + h.registry.offset), name());
+  if (options.register_process && writable()) registration_ = registry_.attach();
+}
+
+void Segment::unlink(std::string_view name) { ShmObject::unlink(name); }
+bool Segment::unlink_if_exists(std::string_view name) { return ShmObject::unlink_if_exists(name); }
+
+void Segment::unlink() const { object_.unlink(); }
+
+void Segment::close() {
+  registration_.detach();
+  registry_ = ProcessRegistry();
+  mapping_.unmap();
+  inheritable_fd_.reset();
+  object_.close();
+}
+
+std::size_t Segment::size() const noexcept {
+  return valid() ? header().total_size.load(std::memory_order_acquire) : 0;
+}
+
+Uuid Segment::uuid() const noexcept {
+  Uuid uuid;
+  if (valid()) uuid.bytes = header().uuid;
+  return uuid;
+}
+
+std::span<std::byte> Segment::user_area() const noexcept {
+  if (!valid()) return {};
+  std::uint64_t offset = header().user.offset;
+  std::uint64_t end = std::min<std::uint64_t>(size(), mapping_.size());
+  return {base() + offset, end - offset};
+}
+
+SegmentDescriptor Segment::descriptor() const {
+  if (!valid()) throw Error(ErrorKind::InvalidArgument, describe(), "descriptor", "not attached");
+  SegmentDescriptor d;
+  d.anonymous = anonymous();
+  d.name = name();
+  d.fd = anonymous() ? fd() : -1;
+  d.size = size();
+  d.uuid = uuid();
+  return d;
+}
+
+SegmentDescriptor Segment::inheritable_descriptor() {
+  SegmentDescriptor d = descriptor();
+  if (d.anonymous) {
+    if (!inheritable_fd_.valid()) {
+      inheritable_fd_ = sys::dup_cloexec(fd(), describe());
+      sys::set_cloexec(inheritable_fd_.get(), false, describe());
+    }
+    d.fd = inheritable_fd_.get();
+  }
+  return d;
+}
+
+Segment Segment::attach(const SegmentDescriptor& descriptor, const SegmentOptions& options) {
+  Segment segment;
+  if (descriptor.anonymous) {
+    if (descriptor.fd < 0) {
+      throw Error(ErrorKind::InvalidArgument, "memfd \"" + descriptor.name + "\"", "attach",
+                  "an anonymous segment's descriptor needs an fd");
+    }
+    UniqueFd fd = sys::dup_cloexec(descriptor.fd, "memfd \"" + descriptor.name + "\"");
+    segment = adopt(ShmObject::adopt(std::move(fd), descriptor.name, true, true), options);
+  } else {
+    segment = open(descriptor.name, Access::ReadWrite, options);
+  }
+  if (!descriptor.uuid.is_nil() && segment.uuid() != descriptor.uuid) {
+    throw Error(ErrorKind::WrongSegment, segment.describe(), "attach",
+                "uuid " + segment.uuid().to_string() + ", the descriptor names " +
+                    descriptor.uuid.to_string() + " (the segment was re-created)");
+  }
+  return segment;
+}
+
+Segment Segment::attach(std::string_view descriptor_text, const SegmentOptions& options) {
+  return attach(SegmentDescriptor::parse(descriptor_text), options);
+}
+
+void Segment::check_not_truncated() const {
+  std::uint64_t actual = object_.size();
+  std::uint64_t expected = size();
+  if (actual < expected) {
+    throw Error(ErrorKind::Truncated, describe(), "check size",
+                "the header says " + std::to_string(expected) + " bytes but only " +
+                    std::to_string(actual) + " remain");
+  }
+}
+
+void Segment::resize(std::size_t new_size) {
+  if (!writable()) throw Error(ErrorKind::PermissionDenied, describe(), "resize", "read-only");
+  std::size_t minimum = header().minimum_size;
+  if (new_size < minimum) {
+    throw Error(ErrorKind::TooSmall, describe(), "resize",
+                std::to_string(new_size) + " bytes, the layout needs " + std::to_string(minimum));
+  }
+  new_size = sys::round_up_to_page(new_size);
+  auto* header = reinterpret_cast<SegmentHeader*>(base());
+  if (new_size >= size()) {
+    // Grow the object first, then publish: nobody maps past what exists.
+    object_.resize(new_size);
+    header->total_size.store(new_size, std::memory_order_release);
+  } else {
+    // Publish first, then shrink: others see the smaller size before it bites.
+    header->total_size.store(new_size, std::memory_order_release);
+    object_.resize(new_size);
+  }
+  refresh();
+}
+
+void Segment::refresh() {
+  std::size_t total = size();
+  if (total == mapping_.size()) return;
+  check_not_truncated();
+  Mapping old = std::move(mapping_);  // stays mapped until everything points at the new one
+  map_whole(total, nullptr);
+  auto* table = reinterpret_cast<RegistryTable*>(base() + header().registry.offset);
+  registry_.rebase(table);
+  registration_.rebase(table);
+}
+
+void send_segment(int socket, const Segment& segment) {
+  sys::send_with_fd(socket, segment.descriptor().to_string(), segment.fd());
+}
+
+Segment receive_segment(int socket, const SegmentOptions& options) {
+  sys::ReceivedFd received = sys::receive_with_fd(socket);
+  SegmentDescriptor descriptor = SegmentDescriptor::parse(received.message);
+  if (descriptor.anonymous) {
+    if (!received.fd.valid()) {
+      throw Error(ErrorKind::BadDescriptor, "socket " + std::to_string(socket), "receive_segment",
+                  "an anonymous segment arrived without its fd");
+    }
+    Segment segment = Segment::adopt(
+        ShmObject::adopt(std::move(received.fd), descriptor.name, true, true), options);
+    if (segment.uuid() != descriptor.uuid) {
+      throw Error(ErrorKind::WrongSegment, "socket " + std::to_string(socket), "receive_segment",
+                  "the fd's uuid differs from the descriptor's");
+    }
+    return segment;
+  }
+  return Segment::attach(descriptor, options);
+}
+
+}  // namespace shmutils

@@ -1,0 +1,422 @@
+#include "shmutils/shm/sys.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <csignal>
+#include <cstring>
+
+namespace shmutils {
+
+void UniqueFd::reset(int fd) noexcept {
+  if (fd_ >= 0 && fd_ != fd) ::close(fd_);  // Linux frees the fd even when close fails.
+  fd_ = fd;
+}
+
+void UniqueFd::close() {
+  int fd = release();
+  if (fd < 0) return;
+  // Not retried on EINTR: on Linux the fd is released before close can be interrupted.
+  if (::close(fd) == -1 && errno != EINTR) throw_errno("fd " + std::to_string(fd), "close", errno);
+}
+
+namespace sys {
+
+std::size_t page_size() noexcept {
+  static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+std::size_t round_up_to_page(std::size_t size) noexcept {
+  std::size_t page = page_size();
+  return (size + page - 1) / page * page;
+}
+
+UniqueFd shm_open(const std::string& name, int flags, mode_t mode) {
+  UniqueFd fd;
+  if (int err = try_shm_open(name, flags, mode, fd); err != 0) {
+    throw_errno("segment \"" + name + "\"", "shm_open", err);
+  }
+  return fd;
+}
+
+int try_shm_open(const std::string& name, int flags, mode_t mode, UniqueFd& out) noexcept {
+  int fd = retry_eintr([&] { return ::shm_open(name.c_str(), flags | O_CLOEXEC, mode); });
+  if (fd == -1) return errno;
+  out.reset(fd);
+  return 0;
+}
+
+void shm_unlink(const std::string& name) {
+  check("segment \"" + name + "\"", "shm_unlink", [&] { return ::shm_unlink(name.c_str()); });
+}
+
+bool shm_unlink_if_exists(const std::string& name) {
+  if (::shm_unlink(name.c_str()) == 0) return true;
+  if (errno == ENOENT) return false;
+  throw_errno("segment \"" + name + "\"", "shm_unlink", errno);
+}
+
+UniqueFd memfd_create(const std::string& name, unsigned flags) {
+  return UniqueFd(check("memfd \"" + name + "\"", "memfd_create",
+                        [&] { return ::memfd_create(name.c_str(), flags | MFD_CLOEXEC); }));
+}
+
+struct stat fstat(int fd, std::string_view object) {
+  struct stat st {};
+  check(object, "fstat", [&] { return ::fstat(fd, &st); });
+  return st;
+}
+
+void ftruncate(int fd, std::uint64_t size, std::string_view object) {
+  check(object, "ftruncate", [&] { return ::ftruncate(fd, static_cast<off_t>(size)); });
+}
+
+void fallocate(int fd, std::uint64_t offset, std::uint64_t length, std::string_view object) {
+  int rc;
+  do {
+    rc = ::posix_fallocate(fd, static_cast<off_t>(offset), static_cast<off_t>(length));
+  } while (rc == EINTR);
+  check_rc(object, "posix_fallocate", rc);
+}
+
+void fchmod(int fd, mode_t mode, std::string_view object) {
+  check(object, "fchmod", [&] { return ::fchmod(fd, mode); });
+}
+
+void fchown(int fd, uid_t uid, gid_t gid, std::string_view object) {
+  check(object, "fchown", [&] { return ::fchown(fd, uid, gid); });
+}
+
+UniqueFd dup_cloexec(int fd, std::string_view object) {
+  return UniqueFd(check(object, "dup", [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); }));
+}
+
+void set_cloexec(int fd, bool on, std::string_view object) {
+  int flags = check(object, "fcntl(F_GETFD)", [&] { return ::fcntl(fd, F_GETFD); });
+  flags = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+  check(object, "fcntl(F_SETFD)", [&] { return ::fcntl(fd, F_SETFD, flags); });
+}
+
+bool try_flock_exclusive(int fd, std::string_view object) {
+  int rc = retry_eintr([&] { return ::flock(fd, LOCK_EX | LOCK_NB); });
+  if (rc == 0) return true;
+  if (errno == EWOULDBLOCK) return false;
+  throw_errno(object, "flock", errno);
+}
+
+void flock_unlock(int fd, std::string_view object) {
+  check(object, "flock(unlock)", [&] { return ::flock(fd, LOCK_UN); });
+}
+
+void* mmap(void* hint, std::size_t length, int prot, int flags, int fd, std::uint64_t offset,
+           std::string_view object) {
+  void* address = ::mmap(hint, length, prot, flags, fd, static_cast<off_t>(offset));
+  if (address == MAP_FAILED) throw_errno(object, "mmap", errno);
+  return address;
+}
+
+void munmap(void* address, std::size_t length, std::string_view object) {
+  check(object, "munmap", [&] { return ::munmap(address, length); });
+}
+
+void mprotect(void* address, std::size_t length, int prot, std::string_view object) {
+  check(object, "mprotect", [&] { return ::mprotect(address, length, prot); });
+}
+
+void madvise(void* address, std::size_t length, int advice, std::string_view object) {
+  check(object, "madvise", [&] { return ::madvise(address, length, advice); });
+}
+
+void msync(void* address, std::size_t length, int flags, std::string_view object) {
+  check(object, "msync", [&] { return ::msync(address, length, flags); });
+}
+
+void mlock(const void* address, std::size_t length, std::string_view object) {
+  check(object, "mlock", [&] { return ::mlock(address, length); });
+}
+
+void munlock(const void* address, std::size_t length, std::string_view object) {
+  check(object, "munlock", [&] { return ::munlock(address, length); });
+}
+
+pid_t getpid() noexcept { return ::getpid(); }
+pid_t gettid() noexcept { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+uid_t geteuid() noexcept { return ::geteuid(); }
+
+std::optional<std::uint64_t> process_start_time(pid_t pid) {
+  if (pid <= 0) return std::nullopt;
+  std::array<char, 64> path{};
+  std::snprintf(path.data(), path.size(), "/proc/%d/stat", static_cast<int>(pid));
+  int fd = retry_eintr([&] { return ::open(path.data(), O_RDONLY | O_CLOEXEC); });
+  if (fd == -1) {
+    if (errno == ENOENT || errno == ESRCH) return std::nullopt;
+    throw_errno(path.data(), "open", errno);
+  }
+  UniqueFd owner(fd);
+  std::array<char, 1024> buffer{};
+  ssize_t n = retry_eintr([&] { return ::read(fd, buffer.data(), buffer.size() - 1); });
+  if (n <= 0) return std::nullopt;  // ESRCH while the process exits
+  buffer[static_cast<std::size_t>(n)] = '\0';
+  // The command name (field 2) may hold spaces and ')': fields resume after the last ')'.
+  const char* p = std::strrchr(buffer.data(), ')');
+  if (p == nullptr) return std::nullopt;
+  ++p;
+  // After ')': field 3 (state) ... field 22 (starttime) is the 20th field.
+  char state = 0;
+  for (int field = 3; field <= 22; ++field) {
+    while (*p == ' ') ++p;
+    if (*p == '\0') return std::nullopt;
+    if (field == 3) state = *p;
+    if (field == 22) {
+      // A zombie has exited: for liveness it is dead, its slot may be reaped.
+      if (state == 'Z' || state == 'X') return std::nullopt;
+      return std::strtoull(p, nullptr, 10);
+    }
+    while (*p != ' ' && *p != '\0') ++p;
+  }
+  return std::nullopt;
+}
+
+bool process_alive(pid_t pid, std::uint64_t start_time) {
+  auto actual = process_start_time(pid);
+  return actual.has_value() && *actual == start_time;
+}
+
+std::uint64_t monotonic_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::uint64_t realtime_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+void sleep_ns(std::uint64_t ns) noexcept {
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000ULL),
+              static_cast<long>(ns % 1'000'000'000ULL)};
+  while (::nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+  }
+}
+
+void random_bytes(std::span<std::byte> buffer) {
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    ssize_t n = check("getrandom", "getrandom",
+                      [&] { return ::getrandom(buffer.data() + done, buffer.size() - done, 0); });
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+std::string ExitStatus::to_string() const {
+  if (exited) return "exit code " + std::to_string(exit_code);
+  const char* name = ::sigabbrev_np(signal);
+  return std::string("killed by ") + (name != nullptr ? std::string("SIG") + name : "signal " + std::to_string(signal));
+}
+
+pid_t fork(std::string_view what) {
+  pid_t pid = ::fork();
+  if (pid == -1) throw_errno(what, "fork", errno);
+  return pid;
+}
+
+bool kill(pid_t pid, int signal) {
+  if (pid <= 0) throw Error(ErrorKind::InvalidArgument, "pid " + std::to_string(pid), "kill", "not a single process");
+  if (::kill(pid, signal) == 0) return true;
+  if (errno == ESRCH) return false;
+  throw_errno("pid " + std::to_string(pid), "kill", errno);
+}
+
+namespace {
+ExitStatus decode(int status) {
+  ExitStatus result;
+  if (WIFEXITED(status)) {
+    result.exited = true;
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.signal = WTERMSIG(status);
+  }
+  return result;
+}
+}  // namespace
+
+std::optional<ExitStatus> wait_nohang(pid_t pid) {
+  int status = 0;
+  pid_t r = check("pid " + std::to_string(pid), "waitpid",
+                  [&] { return ::waitpid(pid, &status, WNOHANG); });
+  if (r == 0) return std::nullopt;
+  return decode(status);
+}
+
+ExitStatus wait(pid_t pid) {
+  int status = 0;
+  check("pid " + std::to_string(pid), "waitpid", [&] { return ::waitpid(pid, &status, 0); });
+  return decode(status);
+}
+
+pid_t spawn(const std::string& path, const std::vector<std::string>& argv,
+            const std::vector<std::string>* envp) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<char*> env;
+  if (envp != nullptr) {
+    for (const auto& e : *envp) env.push_back(const_cast<char*>(e.c_str()));
+    env.push_back(nullptr);
+  }
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, path.c_str(), nullptr, nullptr, args.data(),
+                         envp != nullptr ? env.data() : environ);
+  check_rc("program \"" + path + "\"", "posix_spawn", rc);
+  return pid;
+}
+
+void set_parent_death_signal(int signal) {
+  check("this process", "prctl(PR_SET_PDEATHSIG)",
+        [&] { return ::prctl(PR_SET_PDEATHSIG, signal); });
+}
+
+namespace {
+template <class F>
+void for_each_dir_entry(const char* path, F&& f) {
+  DIR* dir = ::opendir(path);
+  if (dir == nullptr) throw_errno(path, "opendir", errno);
+  while (dirent* entry = ::readdir(dir)) {  // NOLINT(concurrency-mt-unsafe): dir is ours alone
+    std::string_view name = entry->d_name;
+    if (name != "." && name != "..") f(name);
+  }
+  ::closedir(dir);
+}
+}  // namespace
+
+std::vector<pid_t> child_pids(pid_t parent) {
+  std::vector<pid_t> children;
+  for_each_dir_entry("/proc", [&](std::string_view name) {
+    if (name.find_first_not_of("0123456789") != std::string_view::npos) return;
+    std::string path = "/proc/" + std::string(name) + "/stat";
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd == -1) return;  // exited meanwhile
+    UniqueFd owner(fd);
+    std::array<char, 512> buffer{};
+    ssize_t n = retry_eintr([&] { return ::read(fd, buffer.data(), buffer.size() - 1); });
+    if (n <= 0) return;
+    const char* p = std::strrchr(buffer.data(), ')');
+    if (p == nullptr) return;
+    char state = 0;
+    int ppid = 0;
+    if (std::sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) {
+      children.push_back(static_cast<pid_t>(std::strtol(std::string(name).c_str(), nullptr, 10)));
+    }
+  });
+  return children;
+}
+
+std::vector<std::string> list_shm_names() {
+  std::vector<std::string> names;
+  for_each_dir_entry("/dev/shm", [&](std::string_view name) { names.push_back("/" + std::string(name)); });
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+void robust_mutex_init(pthread_mutex_t* mutex, std::string_view object) {
+  pthread_mutexattr_t attr;
+  check_rc(object, "pthread_mutexattr_init", ::pthread_mutexattr_init(&attr));
+  int rc = ::pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  if (rc == 0) rc = ::pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  if (rc == 0) rc = ::pthread_mutex_init(mutex, &attr);
+  ::pthread_mutexattr_destroy(&attr);
+  check_rc(object, "pthread_mutex_init", rc);
+}
+
+RobustLockResult robust_mutex_lock(pthread_mutex_t* mutex, std::string_view object) {
+  int rc = ::pthread_mutex_lock(mutex);
+  if (rc == EOWNERDEAD) return RobustLockResult::OwnerDied;
+  check_rc(object, "pthread_mutex_lock", rc);
+  return RobustLockResult::Acquired;
+}
+
+void robust_mutex_consistent(pthread_mutex_t* mutex, std::string_view object) {
+  check_rc(object, "pthread_mutex_consistent", ::pthread_mutex_consistent(mutex));
+}
+
+void robust_mutex_unlock(pthread_mutex_t* mutex, std::string_view object) {
+  check_rc(object, "pthread_mutex_unlock", ::pthread_mutex_unlock(mutex));
+}
+
+void send_with_fd(int socket, std::string_view message, int fd) {
+  std::string object = "socket " + std::to_string(socket);
+  if (message.empty()) throw Error(ErrorKind::InvalidArgument, object, "sendmsg", "empty message");
+  iovec iov{const_cast<char*>(message.data()), message.size()};  // NOLINT: sendmsg does not write
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (fd >= 0) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+  }
+  ssize_t sent = check(object, "sendmsg", [&] { return ::sendmsg(socket, &msg, MSG_NOSIGNAL); });
+  if (static_cast<std::size_t>(sent) != message.size()) {
+    throw Error(ErrorKind::System, object, "sendmsg", "short write of a descriptor message");
+  }
+}
+
+ReceivedFd receive_with_fd(int socket, std::size_t max_message) {
+  std::string object = "socket " + std::to_string(socket);
+  ReceivedFd result;
+  result.message.resize(max_message);
+  iovec iov{result.message.data(), result.message.size()};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  ssize_t n = check(object, "recvmsg", [&] { return ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC); });
+  for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+    if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
+      int fd = -1;
+      std::memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+      result.fd.reset(fd);
+    }
+  }
+  if (n == 0) throw Error(ErrorKind::NotFound, object, "recvmsg", "peer closed the socket");
+  if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
+    throw Error(ErrorKind::InvalidArgument, object, "recvmsg", "message or descriptor truncated");
+  }
+  result.message.resize(static_cast<std::size_t>(n));
+  return result;
+}
+
+std::pair<UniqueFd, UniqueFd> socket_pair() {
+  std::array<int, 2> fds{-1, -1};
+  check("socketpair", "socketpair",
+        [&] { return ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds.data()); });
+  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+}  // namespace sys
+}  // namespace shmutils
