@@ -82,10 +82,13 @@ void check_size(const std::string& object, std::size_t size, std::uint32_t max_p
 }
 
 // What the header's first word says, read from the object without mapping it.
-enum class InitState { Ready, NotYet, Foreign };
+enum class InitState { Ready, NotYet, Foreign, Truncated };
 
 InitState peek_state(int fd, std::uint64_t object_size) {
-  if (object_size < sizeof(SegmentHeader)) return InitState::NotYet;
+  if (object_size == 0) return InitState::NotYet;
+  // Initialization sizes the object in one step from 0: a size that cannot
+  // hold a header was cut down by someone else.
+  if (object_size < sizeof(SegmentHeader)) return InitState::Truncated;
   std::uint64_t magic = 0;
   ssize_t n = sys::retry_eintr([&] { return ::pread(fd, &magic, sizeof(magic), 0); });
   if (n != static_cast<ssize_t>(sizeof(magic))) return InitState::NotYet;
@@ -199,7 +202,11 @@ Segment Segment::attach_object(ShmObject object, bool created, std::size_t creat
     if (state == InitState::Foreign) {
       throw Error(ErrorKind::BadMagic, described, "open", "not a shmutils segment");
     }
-    if (segment.object_.writable() && sys::try_flock_exclusive(fd, described)) {
+    if (state == InitState::Truncated) {
+      throw Error(ErrorKind::Truncated, described, "open",
+                  std::to_string(object_size) + " bytes cannot hold a segment header");
+    }
+    if (sys::try_flock_exclusive(fd, described)) {
       object_size = segment.object_.size();
       state = peek_state(fd, object_size);
       std::uint64_t now = sys::monotonic_ns();

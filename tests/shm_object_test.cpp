@@ -1,0 +1,172 @@
+#include "shmutils/shm/shm_object.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <climits>
+#include <string>
+
+#include "shmutils/fixtures/unique_name.hpp"
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/segment.hpp"
+#include "test_support.hpp"
+
+namespace shmutils {
+namespace {
+
+using fixtures::unique_segment_name;
+
+template <class F>
+ErrorKind kind_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.kind();
+  }
+  ADD_FAILURE() << "no error thrown";
+  return ErrorKind::System;
+}
+
+// Removes a name at scope exit, so a failing assertion leaks nothing.
+struct NameGuard {
+  std::string name;
+  ~NameGuard() { ShmObject::unlink_if_exists(name); }
+};
+
+TEST(ShmObjectTest, NamesAreNormalizedAndInvalidOnesRejected) {
+  EXPECT_EQ(normalize_segment_name("orders"), "/orders");
+  EXPECT_EQ(normalize_segment_name("/orders"), "/orders");
+  EXPECT_EQ(normalize_segment_name(std::string(NAME_MAX, 'a')), "/" + std::string(NAME_MAX, 'a'));
+  const std::vector<std::string> bad_names{"", "/", "a/b", "/a/b", ".", "/..", std::string("a\0b", 3)};
+  for (const std::string& bad : bad_names) {
+    EXPECT_EQ(kind_of([&] { normalize_segment_name(bad); }), ErrorKind::InvalidName) << bad;
+  }
+  EXPECT_EQ(kind_of([] { normalize_segment_name(std::string(NAME_MAX + 1, 'a')); }),
+            ErrorKind::NameTooLong);
+}
+
+TEST(ShmObjectTest, ModesCreateOpenAndRefuseAsDocumented) {
+  NameGuard guard{unique_segment_name("modes")};
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "r"); }), ErrorKind::NotFound);
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "r+"); }), ErrorKind::NotFound);
+  ShmObject created = ShmObject::open(guard.name, "x+");
+  created.resize(8192);
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "x+"); }), ErrorKind::AlreadyExists);
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "x"); }), ErrorKind::AlreadyExists);
+  ShmObject reader = ShmObject::open(guard.name, "r");
+  EXPECT_FALSE(reader.writable());
+  EXPECT_EQ(reader.size(), 8192U);
+  EXPECT_EQ(kind_of([&] { reader.resize(1); }), ErrorKind::PermissionDenied);
+  ShmObject truncated = ShmObject::open(guard.name, "w");
+  EXPECT_EQ(truncated.size(), 0U) << "w truncates an existing object";
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "a+"); }), ErrorKind::InvalidArgument);
+  EXPECT_EQ(kind_of([&] {
+              ShmObject::open(guard.name, OpenMode{Access::ReadOnly, Disposition::OpenOrCreate});
+            }),
+            ErrorKind::InvalidArgument);
+}
+
+TEST(ShmObjectTest, CreatedObjectsAre0600AndCloseOnExecByDefault) {
+  NameGuard guard{unique_segment_name("perm")};
+  ShmObject object = ShmObject::open(guard.name, "x+");
+  EXPECT_EQ(object.stat().st_mode & 0777, 0600U);
+  EXPECT_NE(::fcntl(object.fd(), F_GETFD) & FD_CLOEXEC, 0);
+  NameGuard other{unique_segment_name("perm640")};
+  ShmObject wider = ShmObject::open(other.name, "x+", 0640);
+  EXPECT_EQ(wider.stat().st_mode & 0777, 0640U);
+  EXPECT_EQ(kind_of([&] { ShmObject::open(unique_segment_name("bad"), "x+", 010000); }),
+            ErrorKind::InvalidArgument);
+}
+
+TEST(ShmObjectTest, ClosingAndUnlinkingAreSeparateSteps) {
+  NameGuard guard{unique_segment_name("close")};
+  {
+    ShmObject object = ShmObject::open(guard.name, "x+");
+    object.resize(4096);
+    object.close();
+    EXPECT_FALSE(object.valid());
+    EXPECT_EQ(kind_of([&] { object.size(); }), ErrorKind::BadDescriptor);
+  }
+  ShmObject again = ShmObject::open(guard.name, "r+");  // the name outlived the fd
+  EXPECT_EQ(again.size(), 4096U);
+  again.unlink();
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "r"); }), ErrorKind::NotFound);
+  again.resize(8192);  // the fd outlives the name
+  EXPECT_EQ(again.size(), 8192U);
+  EXPECT_EQ(kind_of([&] { ShmObject::unlink(guard.name); }), ErrorKind::NotFound);
+  EXPECT_FALSE(ShmObject::unlink_if_exists(guard.name));
+}
+
+TEST(ShmObjectTest, AnonymousObjectsHaveNoNameToUnlink) {
+  ShmObject object = ShmObject::create_anonymous("anon-test");
+  EXPECT_TRUE(object.anonymous());
+  object.resize(12345);
+  EXPECT_EQ(object.size(), 12345U);
+  EXPECT_EQ(kind_of([&] { object.unlink(); }), ErrorKind::InvalidArgument);
+}
+
+TEST(ShmObjectTest, AnotherUserIsRefusedAPrivateObject) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  NameGuard guard{unique_segment_name("other-user")};
+  ShmObject object = ShmObject::open(guard.name, "x+");
+  auto status = test::run_child([&] {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return test::kSkipExitCode;
+    try {
+      ShmObject::open(guard.name, "r");
+    } catch (const Error& e) {
+      return e.kind() == ErrorKind::PermissionDenied ? 0 : 2;
+    }
+    return 1;
+  });
+  if (status.exited && status.exit_code == test::kSkipExitCode) GTEST_SKIP() << "setuid refused";
+  EXPECT_TRUE(status.success()) << status.to_string();
+}
+
+// A full /dev/shm: a tmpfs of 1 MiB mounted over /dev/shm in a private mount
+// namespace of a child process.
+TEST(ShmObjectTest, FullTmpfsFailsAtCreateWithNoSpaceAndLeavesNoName) {
+  auto status = test::run_child([] {
+    if (::unshare(CLONE_NEWNS) != 0) return test::kSkipExitCode;
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return test::kSkipExitCode;
+    if (::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") != 0) return test::kSkipExitCode;
+    std::string name = "/shmutils-full-tmpfs";
+    try {
+      ShmObject object = ShmObject::open(name, "x+");
+      try {
+        object.resize(4 << 20);
+        return 10;
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::NoSpace) return 11;
+        if (object.size() != 0) return 12;  // the failed growth was given back
+      }
+      object.unlink();
+      try {
+        Segment::create(name, 4 << 20);
+        return 13;
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::NoSpace) return 14;
+      }
+      try {
+        ShmObject::open(name, "r");
+        return 15;  // the failed create left its name behind
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::NotFound) return 16;
+      }
+      Segment small = Segment::create(name, 256 << 10);  // what fits still works
+      small.unlink();
+    } catch (const Error& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return 20;
+    }
+    return 0;
+  });
+  if (status.exited && status.exit_code == test::kSkipExitCode) {
+    GTEST_SKIP() << "mounting a tmpfs in a private mount namespace is not permitted here";
+  }
+  EXPECT_TRUE(status.success()) << status.to_string();
+}
+
+}  // namespace
+}  // namespace shmutils

@@ -1,0 +1,30 @@
+// Helpers shared by the test files: run a body in a forked child with a
+// deadline and turn its outcome into an exit status the test can assert on.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+
+#include "shmutils/framework/child_process.hpp"
+
+namespace shmutils::test {
+
+// Exit code a child uses to say "this environment cannot run the check".
+inline constexpr int kSkipExitCode = 77;
+
+// Forks body, waits at most `deadline`, kills it on overrun (failing the test).
+inline framework::ExitStatus run_child(const std::function<int()>& body,
+                                       std::chrono::milliseconds deadline = std::chrono::seconds(30)) {
+  auto child = framework::ChildProcess::fork(body);
+  auto status = child.wait_for(deadline);
+  if (!status) {
+    ADD_FAILURE() << "child " << child.pid() << " still running after " << deadline.count()
+                  << " ms; killed";
+    return child.kill();
+  }
+  return *status;
+}
+
+}  // namespace shmutils::test
