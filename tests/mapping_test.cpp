@@ -68,6 +68,7 @@ TEST(MappingTest, ProtectionsAreEnforcedByTheKernel) {
   Mapping readable = anonymous(kPage, Protection::Read);
   EXPECT_EQ(readable.data()[0], std::byte{0});
   auto write_status = test::run_child([&] {
+    test::default_fault_signals();
     readable.data()[0] = std::byte{1};
     return 0;
   });
@@ -76,7 +77,10 @@ TEST(MappingTest, ProtectionsAreEnforcedByTheKernel) {
   Mapping guarded = anonymous(2 * kPage);
   guarded.data()[kPage] = std::byte{7};
   guarded.protect(kPage, kPage, Protection::None);
-  auto read_status = test::run_child([&] { return static_cast<int>(guarded.data()[kPage]); });
+  auto read_status = test::run_child([&] {
+    test::default_fault_signals();
+    return static_cast<int>(guarded.data()[kPage]);
+  });
   EXPECT_EQ(read_status.signal, SIGSEGV) << read_status.to_string();
   guarded.data()[0] = std::byte{1};  // the first page is still writable
   guarded.protect(kPage, kPage, Protection::Read);

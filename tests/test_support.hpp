@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <functional>
 
 #include "shmutils/framework/child_process.hpp"
@@ -13,6 +14,13 @@ namespace shmutils::test {
 
 // Exit code a child uses to say "this environment cannot run the check".
 inline constexpr int kSkipExitCode = 77;
+
+// Sanitizers catch SIGSEGV/SIGBUS themselves; a child that is meant to die of
+// one calls this first so it dies of the signal, as it would in production.
+inline void default_fault_signals() {
+  std::signal(SIGSEGV, SIG_DFL);
+  std::signal(SIGBUS, SIG_DFL);
+}
 
 // Forks body, waits at most `deadline`, kills it on overrun (failing the test).
 inline framework::ExitStatus run_child(const std::function<int()>& body,
