@@ -43,7 +43,8 @@ TEST(ErrorTest, ThrowErrnoAddsMmapSpecificExplanation) {
     FAIL() << "throw_errno returned";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::NotSupported);
-    EXPECT_NE(std::string(e.what()).find("does not support mapping"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("does not support mapping"), std::string::npos)
+        << e.what();
   }
 }
 

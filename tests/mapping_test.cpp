@@ -47,12 +47,15 @@ TEST(MappingTest, SizesAreRoundedUpToPages) {
 
 TEST(MappingTest, BadRequestsAreRejectedBeforeMmap) {
   EXPECT_EQ(kind_of([] { anonymous(0); }), ErrorKind::InvalidArgument);
-  EXPECT_EQ(kind_of([] { anonymous(kPage, Protection::ReadWrite, MapFlags::Shared | MapFlags::Private); }),
+  EXPECT_EQ(kind_of([] {
+              anonymous(kPage, Protection::ReadWrite, MapFlags::Shared | MapFlags::Private);
+            }),
             ErrorKind::InvalidArgument);
   EXPECT_EQ(kind_of([] { anonymous(kPage, Protection::ReadWrite, MapFlags::None); }),
             ErrorKind::InvalidArgument);
-  EXPECT_EQ(kind_of([] { anonymous(kPage, Protection::ReadWrite, MapFlags::Private | MapFlags::Fixed); }),
-            ErrorKind::InvalidArgument);
+  EXPECT_EQ(
+      kind_of([] { anonymous(kPage, Protection::ReadWrite, MapFlags::Private | MapFlags::Fixed); }),
+      ErrorKind::InvalidArgument);
   MapRequest misaligned;
   misaligned.size = kPage;
   misaligned.flags = MapFlags::Private | MapFlags::FixedNoReplace;
@@ -85,8 +88,10 @@ TEST(MappingTest, ProtectionsAreEnforcedByTheKernel) {
   guarded.data()[0] = std::byte{1};  // the first page is still writable
   guarded.protect(kPage, kPage, Protection::Read);
   EXPECT_EQ(guarded.data()[kPage], std::byte{7});
-  EXPECT_EQ(kind_of([&] { guarded.protect(1, kPage, Protection::Read); }), ErrorKind::InvalidArgument);
-  EXPECT_EQ(kind_of([&] { guarded.protect(2 * kPage, kPage, Protection::Read); }), ErrorKind::OutOfRange);
+  EXPECT_EQ(kind_of([&] { guarded.protect(1, kPage, Protection::Read); }),
+            ErrorKind::InvalidArgument);
+  EXPECT_EQ(kind_of([&] { guarded.protect(2 * kPage, kPage, Protection::Read); }),
+            ErrorKind::OutOfRange);
   Mapping executable = anonymous(kPage, Protection::Read | Protection::Exec);
   EXPECT_TRUE(has(executable.protection(), Protection::Exec));
 }
@@ -109,12 +114,15 @@ TEST(MappingTest, FixedMappingsLandExactlyAndNoReplaceRefusesAnOccupiedRange) {
 }
 
 TEST(MappingTest, NoReservePopulateAndHugePagesAreAcceptedOrClearlyUnsupported) {
-  Mapping lazy = anonymous(64 * kPage, Protection::ReadWrite, MapFlags::Private | MapFlags::NoReserve);
+  Mapping lazy =
+      anonymous(64 * kPage, Protection::ReadWrite, MapFlags::Private | MapFlags::NoReserve);
   lazy.data()[63 * kPage] = std::byte{1};
-  Mapping eager = anonymous(4 * kPage, Protection::ReadWrite, MapFlags::Private | MapFlags::Populate);
+  Mapping eager =
+      anonymous(4 * kPage, Protection::ReadWrite, MapFlags::Private | MapFlags::Populate);
   EXPECT_EQ(eager.data()[3 * kPage], std::byte{0});
   try {
-    Mapping huge = anonymous(2 << 20, Protection::ReadWrite, MapFlags::Private | MapFlags::HugePages);
+    Mapping huge =
+        anonymous(2 << 20, Protection::ReadWrite, MapFlags::Private | MapFlags::HugePages);
     huge.data()[0] = std::byte{1};
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::NotSupported) << e.what();

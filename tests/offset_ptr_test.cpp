@@ -122,7 +122,9 @@ TEST(AtomicTaggedOffsetTest, ALockFreeStackLosesAndDuplicatesNothingUnderThreads
   constexpr int kNodes = 4000;
   std::vector<StackNode> arena(kNodes + 1);
   auto offset_of = [&](int i) { return static_cast<std::uint64_t>(i) * sizeof(StackNode); };
-  auto node_at = [&](std::uint64_t offset) -> StackNode& { return arena[offset / sizeof(StackNode)]; };
+  auto node_at = [&](std::uint64_t offset) -> StackNode& {
+    return arena[offset / sizeof(StackNode)];
+  };
   AtomicTaggedOffset head;
   auto push = [&](int i) {
     TaggedOffset expected = head.load();
@@ -168,7 +170,8 @@ TEST(AtomicTaggedOffsetTest, ALockFreeStackLosesAndDuplicatesNothingUnderThreads
   }
   std::sort(final_ids.begin(), final_ids.end());
   ASSERT_EQ(final_ids.size(), static_cast<std::size_t>(kNodes));
-  for (int i = 0; i < kNodes; ++i) EXPECT_EQ(final_ids[static_cast<std::size_t>(i)], static_cast<std::uint64_t>(i + 1));
+  for (int i = 0; i < kNodes; ++i)
+    EXPECT_EQ(final_ids[static_cast<std::size_t>(i)], static_cast<std::uint64_t>(i + 1));
 }
 
 TEST(TypeNameTest, NamesTypesAsTheCompilerSpellsThem) {

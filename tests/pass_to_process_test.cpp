@@ -31,7 +31,8 @@ void expect_changed_elsewhere(const Segment& segment, const test::ListRoot* root
 
 std::string hex(const void* address) {
   char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%lx", static_cast<unsigned long>(reinterpret_cast<std::uintptr_t>(address)));
+  std::snprintf(buffer, sizeof buffer, "%lx",
+                static_cast<unsigned long>(reinterpret_cast<std::uintptr_t>(address)));
   return buffer;
 }
 
@@ -54,9 +55,9 @@ TEST_F(PassToProcessTest, AForkedChildAttachesElsewhereWalksAndChangesTheList) {
 TEST_F(PassToProcessTest, AnExecdChildAttachesFromAHandleInArgv) {
   test::ListRoot* root = test::build_list(segment_, kNodes);
   auto handle = PortableHandle<test::ListRoot>::of(segment_, root).to_string();
-  auto child = framework::ChildProcess::spawn(
-      SHMUTILS_HELPER_PATH, {"shmutils_test_helper", handle, hex(segment_.base()),
-                             std::to_string(segment_.mapped_size())});
+  auto child = framework::ChildProcess::spawn(SHMUTILS_HELPER_PATH,
+                                              {"shmutils_test_helper", handle, hex(segment_.base()),
+                                               std::to_string(segment_.mapped_size())});
   auto status = child.wait_for(std::chrono::seconds(30));
   ASSERT_TRUE(status.has_value()) << "helper hung";
   ASSERT_TRUE(status->success()) << status->to_string();
@@ -86,7 +87,8 @@ TEST(PassAnonymousTest, AnAnonymousSegmentTravelsOverAUnixSocket) {
     std::byte* old_base = segment.base();
     std::size_t old_size = segment.mapped_size();
     segment.close();
-    Mapping guard = Mapping::map({.size = old_size, .protection = Protection::None,
+    Mapping guard = Mapping::map({.size = old_size,
+                                  .protection = Protection::None,
                                   .flags = MapFlags::Private | MapFlags::FixedNoReplace,
                                   .hint = old_base});
     Segment received = receive_segment(fd);

@@ -105,7 +105,8 @@ TEST_F(ProcessRegistryTest, AReaperKilledMidReapLeavesTheSlotForTheNextReaper) {
   ASSERT_EQ(status.signal, SIGKILL);
   // The victim's slot is Reaping with a dead reaper; the reaper's own slot is dead too.
   std::vector<pid_t> reaped;
-  segment_.registry().add_reaper("again", [&](const SlotInfo& slot) { reaped.push_back(slot.pid); });
+  segment_.registry().add_reaper("again",
+                                 [&](const SlotInfo& slot) { reaped.push_back(slot.pid); });
   EXPECT_EQ(segment_.registry().reap_dead(), 2U) << "the robust reap lock was recovered";
   EXPECT_NE(std::find(reaped.begin(), reaped.end(), victim), reaped.end())
       << "the callbacks ran again for the half-reaped slot";

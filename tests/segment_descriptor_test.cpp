@@ -22,23 +22,24 @@ TEST(SegmentDescriptorTest, NamedAndAnonymousRoundTripThroughText) {
 TEST(SegmentDescriptorTest, MalformedTextIsRejectedWithTheReason) {
   std::string uuid = Uuid::random().to_string();
   const std::vector<std::string> bad_texts{
-           std::string(""), std::string("garbage"),
-           "shmutils-segment:2;name=/a;size=1;uuid=" + uuid,
-           "shmutils-segment:1;size=1;uuid=" + uuid,
-           "shmutils-segment:1;name=/a;uuid=" + uuid,
-           "shmutils-segment:1;name=/a;size=1",
-           "shmutils-segment:1;name=/a;size=x;uuid=" + uuid,
-           "shmutils-segment:1;name=/a;size=-1;uuid=" + uuid,
-           "shmutils-segment:1;name=/a;size=1;uuid=abc",
-           "shmutils-segment:1;name=/a;name=/b;size=1;uuid=" + uuid,
-           "shmutils-segment:1;name=/a;fd=3;size=1;uuid=" + uuid,
-           "shmutils-segment:1;memfd=m;size=1;uuid=" + uuid,
-           "shmutils-segment:1;memfd=m;fd=-3;size=1;uuid=" + uuid,
-           "shmutils-segment:1;name=a;size=1;uuid=" + uuid,
-           "shmutils-segment:1;name=/a%2;size=1;uuid=" + uuid,
-           "shmutils-segment:1;name=/a;size=1;uuid=" + uuid + ";color=red",
-           "shmutils-segment:1;name=/a;size=1;uuid=" + uuid + ";novalue",
-       };
+      std::string(""),
+      std::string("garbage"),
+      "shmutils-segment:2;name=/a;size=1;uuid=" + uuid,
+      "shmutils-segment:1;size=1;uuid=" + uuid,
+      "shmutils-segment:1;name=/a;uuid=" + uuid,
+      "shmutils-segment:1;name=/a;size=1",
+      "shmutils-segment:1;name=/a;size=x;uuid=" + uuid,
+      "shmutils-segment:1;name=/a;size=-1;uuid=" + uuid,
+      "shmutils-segment:1;name=/a;size=1;uuid=abc",
+      "shmutils-segment:1;name=/a;name=/b;size=1;uuid=" + uuid,
+      "shmutils-segment:1;name=/a;fd=3;size=1;uuid=" + uuid,
+      "shmutils-segment:1;memfd=m;size=1;uuid=" + uuid,
+      "shmutils-segment:1;memfd=m;fd=-3;size=1;uuid=" + uuid,
+      "shmutils-segment:1;name=a;size=1;uuid=" + uuid,
+      "shmutils-segment:1;name=/a%2;size=1;uuid=" + uuid,
+      "shmutils-segment:1;name=/a;size=1;uuid=" + uuid + ";color=red",
+      "shmutils-segment:1;name=/a;size=1;uuid=" + uuid + ";novalue",
+  };
   for (const std::string& bad : bad_texts) {
     try {
       SegmentDescriptor::parse(bad);

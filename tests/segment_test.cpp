@@ -116,7 +116,8 @@ TEST(SegmentTest, OpeningAMissingSegmentFailsWithNotFound) {
   EXPECT_EQ(kind_of([] { Segment::open(unique_segment_name("missing")); }), ErrorKind::NotFound);
   EXPECT_EQ(kind_of([] { Segment::open("bad/name"); }), ErrorKind::InvalidName);
   EXPECT_EQ(kind_of([] { Segment::open(std::string(300, 'n')); }), ErrorKind::NameTooLong);
-  EXPECT_EQ(kind_of([] { Segment::open(unique_segment_name("m"), "a", 4096); }), ErrorKind::InvalidArgument);
+  EXPECT_EQ(kind_of([] { Segment::open(unique_segment_name("m"), "a", 4096); }),
+            ErrorKind::InvalidArgument);
 }
 
 TEST(SegmentTest, SizesBelowTheLayoutAreTooSmall) {
@@ -124,10 +125,9 @@ TEST(SegmentTest, SizesBelowTheLayoutAreTooSmall) {
   EXPECT_EQ(kind_of([&] { Segment::create(guard.name, 100); }), ErrorKind::TooSmall);
   EXPECT_EQ(kind_of([&] { Segment::create(guard.name, Segment::minimum_size(64) - 1); }),
             ErrorKind::TooSmall);
-  EXPECT_EQ(kind_of([&] {
-              Segment::create(guard.name, 1 << 20, SegmentOptions{.max_processes = 0});
-            }),
-            ErrorKind::InvalidArgument);
+  EXPECT_EQ(
+      kind_of([&] { Segment::create(guard.name, 1 << 20, SegmentOptions{.max_processes = 0}); }),
+      ErrorKind::InvalidArgument);
   EXPECT_FALSE(Segment::unlink_if_exists(guard.name)) << "a refused create leaves no name";
   Segment exact = Segment::create(guard.name, Segment::minimum_size(4), {.max_processes = 4});
   EXPECT_EQ(exact.registry().capacity(), 4U);
@@ -248,7 +248,8 @@ INSTANTIATE_TEST_SUITE_P(AtEveryInitPoint, DeadCreatorTest,
                                            "segment.init.before_publish"),
                          [](const auto& param_info) {
                            std::string name = param_info.param;
-                           for (char& c : name) if (c == '.') c = '_';
+                           for (char& c : name)
+                             if (c == '.') c = '_';
                            return name;
                          });
 
@@ -264,13 +265,17 @@ TEST(SegmentInitTest, AStuckCreatorMakesOpenersTimeOutInsteadOfHanging) {
   std::uint64_t until = sys::monotonic_ns() + 10'000'000'000ULL;
   while (sys::monotonic_ns() < until) {
     UniqueFd fd;
-    if (sys::try_shm_open(guard.name, O_RDONLY, 0, fd) == 0 && sys::fstat(fd.get(), "t").st_size > 0) break;
+    if (sys::try_shm_open(guard.name, O_RDONLY, 0, fd) == 0 &&
+        sys::fstat(fd.get(), "t").st_size > 0)
+      break;
     sys::sleep_ns(1'000'000);
   }
   SegmentOptions quick;
   quick.init_timeout = std::chrono::milliseconds(300);
-  EXPECT_EQ(kind_of([&] { Segment::open(guard.name, Access::ReadWrite, quick); }), ErrorKind::Timeout);
-  EXPECT_EQ(kind_of([&] { Segment::open_or_create(guard.name, 1 << 20, quick); }), ErrorKind::Timeout);
+  EXPECT_EQ(kind_of([&] { Segment::open(guard.name, Access::ReadWrite, quick); }),
+            ErrorKind::Timeout);
+  EXPECT_EQ(kind_of([&] { Segment::open_or_create(guard.name, 1 << 20, quick); }),
+            ErrorKind::Timeout);
   child.kill();
   Segment taken = Segment::open_or_create(guard.name, 1 << 20, quick);  // now it can take over
   EXPECT_TRUE(taken.valid());
@@ -303,7 +308,8 @@ TEST(SegmentTest, AttachingADescriptorOfARecreatedNameFailsWithWrongSegment) {
 
 TEST(SegmentTest, AnAddressHintPlacesTheMappingOrFailsClearly) {
   NameGuard guard{unique_segment_name("hint")};
-  Mapping probe = Mapping::map({.size = 2 << 20, .protection = Protection::None, .flags = MapFlags::Private});
+  Mapping probe =
+      Mapping::map({.size = 2 << 20, .protection = Protection::None, .flags = MapFlags::Private});
   std::byte* where = probe.data();
   probe = Mapping();
   Segment placed = Segment::create(guard.name, 1 << 20, {.address_hint = where});

@@ -39,7 +39,8 @@ TEST(ShmObjectTest, NamesAreNormalizedAndInvalidOnesRejected) {
   EXPECT_EQ(normalize_segment_name("orders"), "/orders");
   EXPECT_EQ(normalize_segment_name("/orders"), "/orders");
   EXPECT_EQ(normalize_segment_name(std::string(NAME_MAX, 'a')), "/" + std::string(NAME_MAX, 'a'));
-  const std::vector<std::string> bad_names{"", "/", "a/b", "/a/b", ".", "/..", std::string("a\0b", 3)};
+  const std::vector<std::string> bad_names{
+      "", "/", "a/b", "/a/b", ".", "/..", std::string("a\0b", 3)};
   for (const std::string& bad : bad_names) {
     EXPECT_EQ(kind_of([&] { normalize_segment_name(bad); }), ErrorKind::InvalidName) << bad;
   }
@@ -129,7 +130,8 @@ TEST(ShmObjectTest, AnotherUserIsRefusedAPrivateObject) {
 TEST(ShmObjectTest, FullTmpfsFailsAtCreateWithNoSpaceAndLeavesNoName) {
   auto status = test::run_child([] {
     if (::unshare(CLONE_NEWNS) != 0) return test::kSkipExitCode;
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return test::kSkipExitCode;
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+      return test::kSkipExitCode;
     if (::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") != 0) return test::kSkipExitCode;
     std::string name = "/shmutils-full-tmpfs";
     try {

@@ -24,12 +24,12 @@ int main(int argc, char** argv) {
     std::size_t parent_size = std::strtoull(argv[3], nullptr, 10);
     shmutils::Mapping guard;
     try {
-      guard = shmutils::Mapping::map({.size = parent_size,
-                                      .protection = shmutils::Protection::None,
-                                      .flags = shmutils::MapFlags::Private |
-                                               shmutils::MapFlags::FixedNoReplace,
-                                      .hint = parent_base,
-                                      .name = "parent's range"});
+      guard = shmutils::Mapping::map(
+          {.size = parent_size,
+           .protection = shmutils::Protection::None,
+           .flags = shmutils::MapFlags::Private | shmutils::MapFlags::FixedNoReplace,
+           .hint = parent_base,
+           .name = "parent's range"});
     } catch (const shmutils::Error&) {
       // Something of ours already sits there: the segment cannot land there either.
     }

@@ -23,8 +23,9 @@ inline void default_fault_signals() {
 }
 
 // Forks body, waits at most `deadline`, kills it on overrun (failing the test).
-inline framework::ExitStatus run_child(const std::function<int()>& body,
-                                       std::chrono::milliseconds deadline = std::chrono::seconds(30)) {
+inline framework::ExitStatus run_child(
+    const std::function<int()>& body,
+    std::chrono::milliseconds deadline = std::chrono::seconds(30)) {
   auto child = framework::ChildProcess::fork(body);
   auto status = child.wait_for(deadline);
   if (!status) {

@@ -98,9 +98,8 @@ int main(int argc, char** argv) {
     }
     bool exact = state->value == target && sum == target;
     std::printf("counter = %llu, sum of increments = %llu, target = %llu: %s (%.3f s)\n",
-                static_cast<unsigned long long>(state->value),
-                static_cast<unsigned long long>(sum), static_cast<unsigned long long>(target),
-                exact ? "exact" : "WRONG", seconds);
+                static_cast<unsigned long long>(state->value), static_cast<unsigned long long>(sum),
+                static_cast<unsigned long long>(target), exact ? "exact" : "WRONG", seconds);
     return ok && exact ? 0 : 1;
   } catch (const shmutils::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -68,7 +68,8 @@ std::string compose(ErrorKind kind, const std::string& object, const std::string
   if (!detail.empty()) text += ": " + detail;
   if (sys_errno != 0) {
     text += " (";
-    text += std::strerror(sys_errno);  // NOLINT(concurrency-mt-unsafe): glibc returns static text for known errnos
+    text += std::strerror(
+        sys_errno);  // NOLINT(concurrency-mt-unsafe): glibc returns static text for known errnos
     text += ")";
   }
   return text;

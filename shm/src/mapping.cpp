@@ -222,7 +222,7 @@ void Mapping::sync(std::size_t offset, std::size_t length, SyncMode mode) {
   check_page_aligned(offset, name_, "msync");
   length = sys::round_up_to_page(length);
   check_range(offset, length, "msync");
-  int flags = mode == SyncMode::Async ? MS_ASYNC
+  int flags = mode == SyncMode::Async  ? MS_ASYNC
               : mode == SyncMode::Sync ? MS_SYNC
                                        : (MS_SYNC | MS_INVALIDATE);
   sys::msync(base_ + offset, length, flags, "mapping \"" + name_ + "\"");
@@ -287,8 +287,8 @@ std::span<std::byte> Mapping::pages(std::size_t first_page, std::size_t count) c
   std::size_t page = sys::page_size();
   if (first_page > page_count() || count > page_count() - first_page) {
     throw Error(ErrorKind::OutOfRange, "mapping \"" + name_ + "\"", "pages",
-                "pages [" + std::to_string(first_page) + ", +" + std::to_string(count) +
-                    ") of " + std::to_string(page_count()));
+                "pages [" + std::to_string(first_page) + ", +" + std::to_string(count) + ") of " +
+                    std::to_string(page_count()));
   }
   return {base_ + first_page * page, count * page};
 }

@@ -64,7 +64,8 @@ OpenMode from_flags(int flags) {
   if (access == O_RDONLY && (create || truncate)) {
     return bad("creating or truncating needs O_RDWR");
   }
-  if (exclusive && truncate) return bad("O_EXCL with O_TRUNC: an exclusive create is already empty");
+  if (exclusive && truncate)
+    return bad("O_EXCL with O_TRUNC: an exclusive create is already empty");
   OpenMode mode;
   mode.access = access == O_RDWR ? Access::ReadWrite : Access::ReadOnly;
   if (exclusive) {

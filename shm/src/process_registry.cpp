@@ -80,8 +80,8 @@ void ProcessRegistry::validate(const RegistryTable* table, std::uint64_t region_
             std::to_string(sizeof(RegistrySlot)));
   }
   if (table->capacity == 0 || RegistryTable::bytes_for(table->capacity) > region_size) {
-    corrupt("capacity " + std::to_string(table->capacity) + " does not fit the registry region of " +
-            std::to_string(region_size) + " bytes");
+    corrupt("capacity " + std::to_string(table->capacity) +
+            " does not fit the registry region of " + std::to_string(region_size) + " bytes");
   }
 }
 
@@ -109,8 +109,9 @@ Registration ProcessRegistry::attach() {
     }
     if (reap_dead() == 0) break;  // nothing to free: the table is full of live processes
   }
-  throw Error(ErrorKind::NoSpace, "segment \"" + segment_ + "\"", "attach",
-              "all " + std::to_string(table_->capacity) + " process slots are held by live processes");
+  throw Error(
+      ErrorKind::NoSpace, "segment \"" + segment_ + "\"", "attach",
+      "all " + std::to_string(table_->capacity) + " process slots are held by live processes");
 }
 
 SlotInfo ProcessRegistry::read_slot(std::uint32_t index) const {

@@ -151,15 +151,14 @@ Segment Segment::open(std::string_view name, OpenMode mode, std::size_t size,
   if (mode.disposition == Disposition::OpenOrCreate) {
     // Try exclusive first, to know whether this process is the creator.
     UniqueFd fd;
-    int err = sys::try_shm_open(normalized, O_RDWR | O_CREAT | O_EXCL,
-                                options.permissions, fd);
+    int err = sys::try_shm_open(normalized, O_RDWR | O_CREAT | O_EXCL, options.permissions, fd);
     if (err == 0) {
       return attach_object(ShmObject::adopt(std::move(fd), normalized, false, true), true, size,
                            options);
     }
     if (err != EEXIST) throw_errno(object, "shm_open", err);
-    ShmObject existing = ShmObject::open(normalized, OpenMode{Access::ReadWrite,
-                                                              Disposition::OpenExisting});
+    ShmObject existing =
+        ShmObject::open(normalized, OpenMode{Access::ReadWrite, Disposition::OpenExisting});
     return attach_object(std::move(existing), false, size, options);
   }
   if (mode.disposition == Disposition::CreateExclusive) {

@@ -87,7 +87,8 @@ SegmentDescriptor SegmentDescriptor::parse(std::string_view text) {
     std::string_view field = rest.substr(0, end);
     rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
     std::size_t eq = field.find('=');
-    if (eq == std::string_view::npos) bad(text, "field without '=': \"" + std::string(field) + "\"");
+    if (eq == std::string_view::npos)
+      bad(text, "field without '=': \"" + std::string(field) + "\"");
     std::string_view key = field.substr(0, eq);
     std::string_view value = field.substr(eq + 1);
     auto once = [&](bool& seen) {

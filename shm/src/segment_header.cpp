@@ -50,7 +50,8 @@ void validate_header(const SegmentHeader& header, std::uint64_t object_size,
   auto check_region = [&](const SegmentRegion& region, const char* what, bool required) {
     if (region.offset == 0 && region.size == 0 && !required) return;
     bool ok = region.offset >= sizeof(SegmentHeader) && region.offset % 64 == 0 &&
-              region.size <= header.minimum_size && region.offset <= header.minimum_size - region.size;
+              region.size <= header.minimum_size &&
+              region.offset <= header.minimum_size - region.size;
     if (!ok) {
       corrupt(std::string(what) + " region [" + std::to_string(region.offset) + ", +" +
               std::to_string(region.size) + ") is outside the layout of " +

@@ -67,7 +67,8 @@ bool ShmObject::unlink_if_exists(std::string_view name) {
 
 void ShmObject::unlink() const {
   if (anonymous_) {
-    throw Error(ErrorKind::InvalidArgument, describe(), "unlink", "an anonymous object has no name");
+    throw Error(ErrorKind::InvalidArgument, describe(), "unlink",
+                "an anonymous object has no name");
   }
   sys::shm_unlink(name_);
 }
@@ -78,9 +79,7 @@ std::string ShmObject::describe() const {
   return (anonymous_ ? "memfd \"" : "segment \"") + name_ + "\"";
 }
 
-std::uint64_t ShmObject::size() const {
-  return static_cast<std::uint64_t>(stat().st_size);
-}
+std::uint64_t ShmObject::size() const { return static_cast<std::uint64_t>(stat().st_size); }
 
 void ShmObject::resize(std::uint64_t new_size) {
   std::string object = describe();

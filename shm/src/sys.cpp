@@ -2,21 +2,21 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <cstdio>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 
 namespace shmutils {
@@ -211,8 +211,7 @@ std::uint64_t realtime_ns() noexcept {
 }
 
 void sleep_ns(std::uint64_t ns) noexcept {
-  timespec ts{static_cast<time_t>(ns / 1'000'000'000ULL),
-              static_cast<long>(ns % 1'000'000'000ULL)};
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000ULL), static_cast<long>(ns % 1'000'000'000ULL)};
   while (::nanosleep(&ts, &ts) == -1 && errno == EINTR) {
   }
 }
@@ -229,7 +228,8 @@ void random_bytes(std::span<std::byte> buffer) {
 std::string ExitStatus::to_string() const {
   if (exited) return "exit code " + std::to_string(exit_code);
   const char* name = ::sigabbrev_np(signal);
-  return std::string("killed by ") + (name != nullptr ? std::string("SIG") + name : "signal " + std::to_string(signal));
+  return std::string("killed by ") +
+         (name != nullptr ? std::string("SIG") + name : "signal " + std::to_string(signal));
 }
 
 pid_t fork(std::string_view what) {
@@ -239,7 +239,9 @@ pid_t fork(std::string_view what) {
 }
 
 bool kill(pid_t pid, int signal) {
-  if (pid <= 0) throw Error(ErrorKind::InvalidArgument, "pid " + std::to_string(pid), "kill", "not a single process");
+  if (pid <= 0)
+    throw Error(ErrorKind::InvalidArgument, "pid " + std::to_string(pid), "kill",
+                "not a single process");
   if (::kill(pid, signal) == 0) return true;
   if (errno == ESRCH) return false;
   throw_errno("pid " + std::to_string(pid), "kill", errno);
@@ -331,7 +333,8 @@ std::vector<pid_t> child_pids(pid_t parent) {
 
 std::vector<std::string> list_shm_names() {
   std::vector<std::string> names;
-  for_each_dir_entry("/dev/shm", [&](std::string_view name) { names.push_back("/" + std::string(name)); });
+  for_each_dir_entry("/dev/shm",
+                     [&](std::string_view name) { names.push_back("/" + std::string(name)); });
   std::sort(names.begin(), names.end());
   return names;
 }

@@ -21,11 +21,11 @@ struct Arbitrary<shmutils::OpenMode> {
     return gen::build<shmutils::OpenMode>(
         gen::set(&shmutils::OpenMode::access,
                  gen::element(shmutils::Access::ReadOnly, shmutils::Access::ReadWrite)),
-        gen::set(&shmutils::OpenMode::disposition,
-                 gen::element(shmutils::Disposition::OpenExisting,
-                              shmutils::Disposition::OpenOrCreate,
-                              shmutils::Disposition::CreateExclusive,
-                              shmutils::Disposition::CreateOrTruncate)));
+        gen::set(
+            &shmutils::OpenMode::disposition,
+            gen::element(shmutils::Disposition::OpenExisting, shmutils::Disposition::OpenOrCreate,
+                         shmutils::Disposition::CreateExclusive,
+                         shmutils::Disposition::CreateOrTruncate)));
   }
 };
 

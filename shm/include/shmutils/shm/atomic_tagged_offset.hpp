@@ -44,9 +44,9 @@ class AtomicTaggedOffset {
   // tag; on failure, `expected` receives the current value.
   bool compare_exchange(TaggedOffset& expected, std::uint64_t desired_offset) noexcept {
     std::uint64_t old = pack(expected.offset, expected.tag);
-    bool swapped = word_.compare_exchange_strong(old, pack(desired_offset, expected.tag + 1),
-                                                 std::memory_order_acq_rel,
-                                                 std::memory_order_acquire);
+    bool swapped =
+        word_.compare_exchange_strong(old, pack(desired_offset, expected.tag + 1),
+                                      std::memory_order_acq_rel, std::memory_order_acquire);
     if (!swapped) expected = unpack(old);
     return swapped;
   }

@@ -60,7 +60,8 @@ extern std::atomic<FaultHook> g_fault_hook;
 
 inline bool FaultPoint::reached() noexcept {
   FaultHook hook = detail::g_fault_hook.load(std::memory_order_relaxed);
-  if (hook == nullptr) [[likely]] return false;
+  if (hook == nullptr) [[likely]]
+    return false;
   std::uint64_t hit = hits_.fetch_add(1, std::memory_order_relaxed) + 1;
   return hook(*this, hit) == FaultAction::Fail;
 }
@@ -86,4 +87,5 @@ class ScopedFaultHook {
 }  // namespace shmutils
 
 // Defines a fault point object `variable` named `name` at namespace scope.
-#define SHMUTILS_FAULT_POINT(variable, name) ::shmutils::FaultPoint variable{name}
+#define SHMUTILS_FAULT_POINT(variable, name) \
+  ::shmutils::FaultPoint variable { name }

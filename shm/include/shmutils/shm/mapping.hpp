@@ -47,19 +47,31 @@ constexpr bool has(MapFlags set, MapFlags bit) noexcept {
   return (static_cast<unsigned>(set) & static_cast<unsigned>(bit)) != 0;
 }
 
-enum class Advice { Normal, Random, Sequential, WillNeed, DontNeed, Remove, DontFork, DoFork,
-                    HugePage, NoHugePage, DontDump, DoDump };
+enum class Advice {
+  Normal,
+  Random,
+  Sequential,
+  WillNeed,
+  DontNeed,
+  Remove,
+  DontFork,
+  DoFork,
+  HugePage,
+  NoHugePage,
+  DontDump,
+  DoDump
+};
 
 enum class SyncMode { Sync, Async, SyncInvalidate };
 
 struct MapRequest {
-  std::size_t size = 0;                      // bytes; rounded up to pages; must be > 0
+  std::size_t size = 0;  // bytes; rounded up to pages; must be > 0
   Protection protection = Protection::ReadWrite;
-  MapFlags flags = MapFlags::Shared;         // exactly one of Shared / Private
-  int fd = -1;                               // -1: anonymous memory
-  std::uint64_t offset = 0;                  // into the object; page aligned
-  void* hint = nullptr;                      // address wish; binding with Fixed*
-  std::string name = "anonymous mapping";    // names the mapping in errors
+  MapFlags flags = MapFlags::Shared;       // exactly one of Shared / Private
+  int fd = -1;                             // -1: anonymous memory
+  std::uint64_t offset = 0;                // into the object; page aligned
+  void* hint = nullptr;                    // address wish; binding with Fixed*
+  std::string name = "anonymous mapping";  // names the mapping in errors
 };
 
 class Mapping {
@@ -95,8 +107,8 @@ class Mapping {
 
   // Address utilities.
   bool contains(const void* address) const noexcept;
-  std::size_t to_offset(const void* address) const;    // absolute -> relative
-  std::byte* to_address(std::size_t offset) const;     // relative -> absolute
+  std::size_t to_offset(const void* address) const;  // absolute -> relative
+  std::byte* to_address(std::size_t offset) const;   // relative -> absolute
   std::span<std::byte> bytes(std::size_t offset, std::size_t length) const;
   std::size_t page_count() const noexcept;
   std::byte* page_address(std::size_t page_index) const;

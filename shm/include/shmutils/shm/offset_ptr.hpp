@@ -38,12 +38,12 @@ class offset_ptr {
   using iterator_concept = std::contiguous_iterator_tag;
 
   offset_ptr() noexcept = default;
-  offset_ptr(std::nullptr_t) noexcept {}                        // NOLINT: implicit like T*
-  offset_ptr(T* target) noexcept { set(target); }               // NOLINT: implicit like T*
+  offset_ptr(std::nullptr_t) noexcept {}           // NOLINT: implicit like T*
+  offset_ptr(T* target) noexcept { set(target); }  // NOLINT: implicit like T*
   offset_ptr(const offset_ptr& other) noexcept { set(other.get()); }
   template <class U>
-    requires std::is_convertible_v<U*, T*>
-  offset_ptr(const offset_ptr<U>& other) noexcept {             // NOLINT: implicit like U* -> T*
+  requires std::is_convertible_v<U*, T*> offset_ptr(const offset_ptr<U>& other)
+  noexcept {  // NOLINT: implicit like U* -> T*
     set(other.get());
   }
   offset_ptr& operator=(const offset_ptr& other) noexcept {
@@ -66,13 +66,9 @@ class offset_ptr {
   }
   T* operator->() const noexcept { return get(); }
   template <class U = T>
-    requires(!std::is_void_v<U>)
-  U& operator*() const noexcept {
-    return *get();
-  }
+  requires(!std::is_void_v<U>) U& operator*() const noexcept { return *get(); }
   template <class U = T>
-    requires(!std::is_void_v<U>)
-  U& operator[](difference_type index) const noexcept {
+  requires(!std::is_void_v<U>) U& operator[](difference_type index) const noexcept {
     return get()[index];
   }
   explicit operator bool() const noexcept { return distance_ != 0; }

@@ -40,21 +40,22 @@ enum class SlotState : std::uint32_t { Free = 0, Claiming = 1, Live = 2, Reaping
 
 // In-segment layout of one slot (docs/segment-format.md).
 struct RegistrySlot {
-  std::atomic<std::uint64_t> word;        // state << 32 | pid
-  std::atomic<std::uint64_t> start_time;  // the process's kernel start time
-  std::atomic<std::uint64_t> attached_ns; // realtime of the claim
+  std::atomic<std::uint64_t> word;         // state << 32 | pid
+  std::atomic<std::uint64_t> start_time;   // the process's kernel start time
+  std::atomic<std::uint64_t> attached_ns;  // realtime of the claim
   std::atomic<std::uint64_t> reserved;
 };
 
 // In-segment layout of the table; `capacity` RegistrySlots follow it.
 struct alignas(64) RegistryTable {
   std::uint32_t capacity;
-  std::uint32_t slot_size;                 // sizeof(RegistrySlot)
-  std::atomic<std::uint64_t> reaped_total; // slots reaped since creation
-  pthread_mutex_t reap_lock;               // robust, process-shared
+  std::uint32_t slot_size;                  // sizeof(RegistrySlot)
+  std::atomic<std::uint64_t> reaped_total;  // slots reaped since creation
+  pthread_mutex_t reap_lock;                // robust, process-shared
 
   RegistrySlot& slot(std::uint32_t index) noexcept {
-    return reinterpret_cast<RegistrySlot*>(reinterpret_cast<std::byte*>(this) + sizeof(*this))[index];
+    return reinterpret_cast<RegistrySlot*>(reinterpret_cast<std::byte*>(this) +
+                                           sizeof(*this))[index];
   }
   static std::size_t bytes_for(std::uint32_t capacity) noexcept {
     return sizeof(RegistryTable) + std::size_t{capacity} * sizeof(RegistrySlot);
@@ -122,7 +123,7 @@ class ProcessRegistry {
   Registration attach();
 
   std::uint32_t capacity() const noexcept { return table_->capacity; }
-  std::vector<SlotInfo> slots() const;      // every non-free slot
+  std::vector<SlotInfo> slots() const;  // every non-free slot
   std::vector<SlotInfo> dead_slots() const;
   std::uint64_t reaped_total() const noexcept;
 

@@ -47,12 +47,12 @@
 namespace shmutils {
 
 struct SegmentOptions {
-  mode_t permissions = 0600;                      // create only
-  std::uint32_t max_processes = 64;               // registry slots; create only
-  bool register_process = true;                   // claim a slot (writable attachments)
-  bool allow_foreign_owner = false;               // accept a segment owned by another uid
-  std::chrono::milliseconds init_timeout{2000};   // bound on waiting for a creator
-  void* address_hint = nullptr;                   // map exactly here (fails if busy)
+  mode_t permissions = 0600;                     // create only
+  std::uint32_t max_processes = 64;              // registry slots; create only
+  bool register_process = true;                  // claim a slot (writable attachments)
+  bool allow_foreign_owner = false;              // accept a segment owned by another uid
+  std::chrono::milliseconds init_timeout{2000};  // bound on waiting for a creator
+  void* address_hint = nullptr;                  // map exactly here (fails if busy)
 };
 
 class Segment {
@@ -61,7 +61,8 @@ class Segment {
   static std::size_t minimum_size(std::uint32_t max_processes = 64) noexcept;
 
   // Creates a new named segment of `size` total bytes; AlreadyExists if present.
-  static Segment create(std::string_view name, std::size_t size, const SegmentOptions& options = {});
+  static Segment create(std::string_view name, std::size_t size,
+                        const SegmentOptions& options = {});
   // Opens an existing named segment.
   static Segment open(std::string_view name, Access access = Access::ReadWrite,
                       const SegmentOptions& options = {});

@@ -23,8 +23,8 @@ namespace shmutils {
 
 struct SegmentDescriptor {
   bool anonymous = false;
-  std::string name;   // "/name" for named segments, the memfd debug name otherwise
-  int fd = -1;        // anonymous only: the fd number in the receiving process
+  std::string name;  // "/name" for named segments, the memfd debug name otherwise
+  int fd = -1;       // anonymous only: the fd number in the receiving process
   std::uint64_t size = 0;
   Uuid uuid;
 

@@ -35,18 +35,18 @@ struct SegmentRegion {
 struct SegmentHeader {
   std::atomic<std::uint64_t> magic;  // kSegmentMagic once initialized; 0 before
   std::uint32_t layout_version;
-  std::uint32_t header_size;          // sizeof(SegmentHeader)
+  std::uint32_t header_size;  // sizeof(SegmentHeader)
   std::array<std::byte, 16> uuid;
   std::uint32_t creator_uid;
   std::int32_t creator_pid;
-  std::uint64_t creator_start_time;   // /proc start time of the creator
+  std::uint64_t creator_start_time;  // /proc start time of the creator
   std::uint64_t created_realtime_ns;
-  std::uint64_t minimum_size;         // the end of the last fixed region
-  SegmentRegion registry;             // process registry (process_registry.hpp)
-  SegmentRegion allocator;            // reserved: absent in layout 1
-  SegmentRegion names;                // reserved: absent in layout 1
-  SegmentRegion user;                 // the user area: from its offset to total_size
-  std::uint64_t checksum;             // FNV-1a 64 of bytes [8, offsetof(checksum))
+  std::uint64_t minimum_size;             // the end of the last fixed region
+  SegmentRegion registry;                 // process registry (process_registry.hpp)
+  SegmentRegion allocator;                // reserved: absent in layout 1
+  SegmentRegion names;                    // reserved: absent in layout 1
+  SegmentRegion user;                     // the user area: from its offset to total_size
+  std::uint64_t checksum;                 // FNV-1a 64 of bytes [8, offsetof(checksum))
   std::atomic<std::uint64_t> total_size;  // the segment's size; changes on resize
   std::array<std::byte, 112> reserved;    // zero; pads the header to 256 bytes
 };

@@ -109,7 +109,7 @@ void random_bytes(std::span<std::byte> buffer);
 struct ExitStatus {
   bool exited = false;  // normal exit with exit_code
   int exit_code = 0;
-  int signal = 0;       // the signal that killed it when !exited
+  int signal = 0;  // the signal that killed it when !exited
   bool success() const noexcept { return exited && exit_code == 0; }
   std::string to_string() const;  // "exit code 3", "killed by SIGKILL"
 };
