@@ -20,14 +20,14 @@ ChildProcess ChildProcess::fork(const std::function<int()>& body) {
       if (::getppid() != parent) ::_exit(71);
       code = body();
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "child %d: uncaught exception: %s\n", static_cast<int>(sys::getpid()),
-                   e.what());
+      (void)std::fprintf(stderr, "child %d: uncaught exception: %s\n",
+                         static_cast<int>(sys::getpid()), e.what());
     } catch (...) {
-      std::fprintf(stderr, "child %d: uncaught non-standard exception\n",
-                   static_cast<int>(sys::getpid()));
+      (void)std::fprintf(stderr, "child %d: uncaught non-standard exception\n",
+                         static_cast<int>(sys::getpid()));
     }
-    std::fflush(stdout);
-    std::fflush(stderr);
+    (void)std::fflush(stdout);
+    (void)std::fflush(stderr);
     ::_exit(code);  // no atexit handlers or static destructors of the parent's image
   }
   return ChildProcess(pid);
@@ -39,7 +39,7 @@ ChildProcess ChildProcess::spawn(const std::string& path, const std::vector<std:
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
-    : pid_(std::exchange(other.pid_, -1)), status_(std::move(other.status_)) {}
+    : pid_(std::exchange(other.pid_, -1)), status_(other.status_) {}
 
 ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   if (this != &other) {
@@ -50,7 +50,7 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
       }
     }
     pid_ = std::exchange(other.pid_, -1);
-    status_ = std::move(other.status_);
+    status_ = other.status_;
   }
   return *this;
 }

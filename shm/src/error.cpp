@@ -68,8 +68,9 @@ std::string compose(ErrorKind kind, const std::string& object, const std::string
   if (!detail.empty()) text += ": " + detail;
   if (sys_errno != 0) {
     text += " (";
-    text += std::strerror(
-        sys_errno);  // NOLINT(concurrency-mt-unsafe): glibc returns static text for known errnos
+    // strerrordesc_np: glibc's thread-safe errno text; null for unknown values.
+    const char* description = ::strerrordesc_np(sys_errno);
+    text += description != nullptr ? description : "errno " + std::to_string(sys_errno);
     text += ")";
   }
   return text;
@@ -98,7 +99,7 @@ std::string_view explain(std::string_view operation, int err) {
 
 }  // namespace
 
-Error::Error(ErrorKind kind, std::string object, std::string operation, std::string detail,
+Error::Error(ErrorKind kind, std::string object, std::string operation, const std::string& detail,
              int sys_errno)
     : std::runtime_error(compose(kind, object, operation, detail, sys_errno)),
       kind_(kind),
@@ -113,8 +114,7 @@ void throw_errno(std::string_view object, std::string_view operation, int err,
     if (!full_detail.empty()) full_detail += "; ";
     full_detail += why;
   }
-  throw Error(kind_from_errno(err), std::string(object), std::string(operation),
-              std::move(full_detail), err);
+  throw Error(kind_from_errno(err), std::string(object), std::string(operation), full_detail, err);
 }
 
 }  // namespace shmutils

@@ -160,7 +160,7 @@ uid_t geteuid() noexcept { return ::geteuid(); }
 std::optional<std::uint64_t> process_start_time(pid_t pid) {
   if (pid <= 0) return std::nullopt;
   std::array<char, 64> path{};
-  std::snprintf(path.data(), path.size(), "/proc/%d/stat", static_cast<int>(pid));
+  (void)std::snprintf(path.data(), path.size(), "/proc/%d/stat", static_cast<int>(pid));
   int fd = retry_eintr([&] { return ::open(path.data(), O_RDONLY | O_CLOEXEC); });
   if (fd == -1) {
     if (errno == ENOENT || errno == ESRCH) return std::nullopt;
@@ -277,6 +277,7 @@ ExitStatus wait(pid_t pid) {
 pid_t spawn(const std::string& path, const std::vector<std::string>& argv,
             const std::vector<std::string>* envp) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   std::vector<char*> env;
@@ -322,9 +323,10 @@ std::vector<pid_t> child_pids(pid_t parent) {
     if (n <= 0) return;
     const char* p = std::strrchr(buffer.data(), ')');
     if (p == nullptr) return;
-    char state = 0;
-    int ppid = 0;
-    if (std::sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) {
+    // After ")": " S PPID ..." (state, then the parent's pid).
+    char* end = nullptr;
+    long ppid = (p[1] != '\0' && p[2] != '\0') ? std::strtol(p + 3, &end, 10) : -1;
+    if (end != nullptr && end != p + 3 && ppid == parent) {
       children.push_back(static_cast<pid_t>(std::strtol(std::string(name).c_str(), nullptr, 10)));
     }
   });

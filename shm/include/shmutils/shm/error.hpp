@@ -51,7 +51,7 @@ class Error : public std::runtime_error {
   // object: what was acted on, already quoted/described ("segment \"/a\"", "fd 7").
   // operation: the call or step ("open", "mmap", "validate header").
   // detail: extra cause text; errno text is appended when sys_errno != 0.
-  Error(ErrorKind kind, std::string object, std::string operation, std::string detail,
+  Error(ErrorKind kind, std::string object, std::string operation, const std::string& detail,
         int sys_errno = 0);
 
   ErrorKind kind() const noexcept { return kind_; }
