@@ -27,6 +27,7 @@ std::string_view to_string(ErrorKind kind) noexcept {
     case ErrorKind::NotSupported: return "not supported";
     case ErrorKind::BadDescriptor: return "bad file descriptor";
     case ErrorKind::ProcessGone: return "no such process";
+    case ErrorKind::NotRecoverable: return "not recoverable";
     case ErrorKind::System: return "system error";
   }
   return "unknown error";
@@ -53,6 +54,7 @@ ErrorKind kind_from_errno(int err) noexcept {
     case EBADF: return ErrorKind::BadDescriptor;
     case ETIMEDOUT: return ErrorKind::Timeout;
     case ESRCH: return ErrorKind::ProcessGone;
+    case ENOTRECOVERABLE: return ErrorKind::NotRecoverable;
     default: return ErrorKind::System;
   }
 }

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <linux/futex.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -339,6 +340,50 @@ std::vector<std::string> list_shm_names() {
                      [&](std::string_view name) { names.push_back("/" + std::string(name)); });
   std::sort(names.begin(), names.end());
   return names;
+}
+
+FutexWaitResult futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                           std::uint64_t deadline_ns) noexcept {
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+  timespec deadline{static_cast<time_t>(deadline_ns / 1'000'000'000ULL),
+                    static_cast<long>(deadline_ns % 1'000'000'000ULL)};
+  // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so repeated
+  // waits after spurious wake-ups never stretch the caller's bound.
+  long rc = ::syscall(SYS_futex, &word, FUTEX_WAIT_BITSET, expected,
+                      deadline_ns != 0 ? &deadline : nullptr, nullptr, FUTEX_BITSET_MATCH_ANY);
+  if (rc == 0) return FutexWaitResult::Woken;
+  if (errno == ETIMEDOUT) return FutexWaitResult::TimedOut;
+  if (errno == EAGAIN) return FutexWaitResult::ValueChanged;
+  return FutexWaitResult::Woken;  // EINTR: the caller re-checks
+}
+
+int futex_wake(const std::atomic<std::uint32_t>& word, int count) noexcept {
+  long rc = ::syscall(SYS_futex, &word, FUTEX_WAKE, count, nullptr, nullptr, 0);
+  return rc < 0 ? 0 : static_cast<int>(rc);
+}
+
+bool thread_alive(pid_t pid, pid_t tid) noexcept {
+  if (pid <= 0 || tid <= 0) return false;
+  return ::syscall(SYS_tgkill, pid, tid, 0) == 0 || errno == EPERM;
+}
+
+std::uint64_t coarse_monotonic_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+void* robust_list_head() {
+  struct robust_list_head* head = nullptr;
+  std::size_t length = 0;
+  check("this thread", "get_robust_list",
+        [&] { return ::syscall(SYS_get_robust_list, 0, &head, &length); });
+  if (head == nullptr || length != sizeof(struct robust_list_head)) {
+    throw Error(ErrorKind::NotSupported, "this thread", "get_robust_list",
+                "no robust-futex list registered by the C library");
+  }
+  return head;
 }
 
 void robust_mutex_init(pthread_mutex_t* mutex, std::string_view object) {

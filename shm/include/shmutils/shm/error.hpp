@@ -37,6 +37,7 @@ enum class ErrorKind {
   NotSupported,      // the kernel or file system does not offer the operation
   BadDescriptor,     // a closed or invalid file descriptor
   ProcessGone,       // ESRCH: the process does not exist
+  NotRecoverable,    // a lock whose repair was abandoned (see Mutex::abandon_repair)
   System,            // any other errno
 };
 

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -138,6 +139,22 @@ enum class RobustLockResult { Acquired, OwnerDied };
 RobustLockResult robust_mutex_lock(pthread_mutex_t* mutex, std::string_view object);
 void robust_mutex_consistent(pthread_mutex_t* mutex, std::string_view object);
 void robust_mutex_unlock(pthread_mutex_t* mutex, std::string_view object);
+
+// --- futexes (process-shared: never FUTEX_PRIVATE_FLAG) ---------------------
+enum class FutexWaitResult { Woken, ValueChanged, TimedOut };
+// Sleeps while *word == expected, until woken or the CLOCK_MONOTONIC deadline
+// (0: no deadline). EINTR counts as Woken (callers re-check their condition).
+FutexWaitResult futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                           std::uint64_t deadline_ns) noexcept;
+// Wakes up to `count` waiters; returns how many were woken.
+int futex_wake(const std::atomic<std::uint32_t>& word, int count) noexcept;
+// True when thread `tid` of process `pid` exists (tgkill with signal 0).
+bool thread_alive(pid_t pid, pid_t tid) noexcept;
+// A cheap monotonic clock (CLOCK_MONOTONIC_COARSE, a few ms resolution) for
+// records such as "held since", where precision is not worth a full clock read.
+std::uint64_t coarse_monotonic_ns() noexcept;
+// The calling thread's kernel robust-futex list head (get_robust_list).
+void* robust_list_head();
 
 // --- passing descriptors over a Unix socket --------------------------------
 // Sends `message` and, with it, `fd` as SCM_RIGHTS.

@@ -1,0 +1,159 @@
+// shmutils::RobustFutex — the lock word under every shmutils lock: a futex
+// the kernel releases for us when its holder dies.
+//
+// Contract
+//   Lives:       inside a segment; 40 bytes, standard layout, zero-filled =
+//                unlocked. Position independent for every field another process
+//                reads.
+//   Protocol:    Linux robust futexes. The word holds the holder's thread id;
+//                while held, the futex is linked into the holding thread's
+//                robust list (the one the C library registered with
+//                set_robust_list), so when the thread dies — SIGKILL at any
+//                instruction included — the kernel sets OWNER_DIED, clears the
+//                tid and wakes one waiter. The next acquirer sees it.
+//   Layout:      list_prev/list_next sit where glibc's pthread_mutex_t keeps its
+//                robust-list links (offsets 24 and 32 from the word), so our
+//                entries and glibc's share one list. They hold addresses of the
+//                holding thread only: no other process ever reads them.
+//                check_robust_list_compatible() verifies the C library agrees
+//                (futex_offset == -32) before the first lock.
+//   Holder:      holder_tid (in the word) and holder_pid are readable by anyone
+//                (tools, the harness) without locking. held_since_ns is the
+//                CLOCK_MONOTONIC_COARSE time at which the current holder was
+//                first seen holding it: by the first waiter that had to wait, or
+//                by note_holder_seen() (tools). The holder itself only clears it:
+//                a clock read on every acquisition would cost a quarter of an
+//                uncontended lock, and nobody needs the time of an uncontested hold.
+//   Errors:      lock/unlock never throw on the fast path; misuse (unlocking a
+//                lock this thread does not hold) throws InvalidArgument.
+//   Threads:     any thread of any process; not reentrant (see RecursiveMutex).
+//   Fork:        a forked child holds none of its parent's locks.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <type_traits>
+
+#include "shmutils/shm/fault_point.hpp"
+
+namespace shmutils {
+
+struct RobustFutex {
+  static constexpr std::uint32_t kWaiters = 0x80000000U;    // FUTEX_WAITERS
+  static constexpr std::uint32_t kOwnerDied = 0x40000000U;  // FUTEX_OWNER_DIED
+  static constexpr std::uint32_t kTidMask = 0x3fffffffU;    // FUTEX_TID_MASK
+
+  std::atomic<std::uint32_t> word;            // 0: holder tid | kWaiters | kOwnerDied
+  std::atomic<std::int32_t> holder_pid;       // 4: the holding process (0 when free)
+  std::atomic<std::uint64_t> held_since_ns;   // 8: see "Holder" above; 0 = not yet observed
+  std::atomic<std::uint32_t> state;           // 16: owner of the lock type (Mutex: repair state)
+  std::atomic<std::uint32_t> depth;           // 20: owner of the lock type (recursion depth)
+  std::uintptr_t list_prev;                   // 24: holding thread's robust list (its addresses)
+  std::uintptr_t list_next;                   // 32: idem; the kernel finds `word` at list_next - 32
+
+  enum class Outcome { Acquired, OwnerDied, Busy, TimedOut };
+
+  // Blocks until held or the CLOCK_MONOTONIC deadline passes (0: none).
+  Outcome lock(std::uint64_t deadline_ns = 0);
+  Outcome try_lock() noexcept;
+  void unlock();
+
+ private:
+  Outcome lock_contended(std::uint32_t seen, std::uint64_t deadline_ns);
+  void unlock_slow();
+  void wake_one() noexcept;
+ public:
+
+  // Records "seen held now" if no earlier sighting of this holder is recorded.
+  void note_holder_seen() noexcept;
+
+  pid_t holder_tid() const noexcept {
+    return static_cast<pid_t>(word.load(std::memory_order_relaxed) & kTidMask);
+  }
+  bool held_by_this_thread() const noexcept;
+};
+
+static_assert(std::is_standard_layout_v<RobustFutex>);
+static_assert(sizeof(RobustFutex) == 40);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+
+namespace detail {
+// This thread's ids and kernel robust-list head, filled on first use.
+struct ThreadLockContext {
+  pid_t tid = 0;
+  pid_t pid = 0;
+  struct RobustListHead {
+    std::uintptr_t list;           // first entry (&entry->list_next) or this head
+    long futex_offset;
+    std::uintptr_t list_op_pending;
+  }* head = nullptr;
+};
+// initial-exec: the default TLS model of -fPIC code calls __tls_get_addr on
+// every access, which would cost more than the lock itself.
+extern thread_local ThreadLockContext t_lock_context __attribute__((tls_model("initial-exec")));
+ThreadLockContext& init_lock_context();
+void reach_lock_acquired_point() noexcept;
+void reach_lock_release_point() noexcept;
+
+inline void set_pending(ThreadLockContext& t, RobustFutex* f) noexcept {
+  t.head->list_op_pending = f != nullptr ? reinterpret_cast<std::uintptr_t>(&f->list_next) : 0;
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // program order, for the kernel
+}
+}  // namespace detail
+
+inline RobustFutex::Outcome RobustFutex::lock(std::uint64_t deadline_ns) {
+  detail::ThreadLockContext& t =
+      detail::t_lock_context.head != nullptr ? detail::t_lock_context : detail::init_lock_context();
+  detail::set_pending(t, this);
+  std::uint32_t seen = 0;
+  if (word.compare_exchange_strong(seen, static_cast<std::uint32_t>(t.tid),
+                                   std::memory_order_acquire, std::memory_order_relaxed))
+      [[likely]] {
+    // Link at the head of this thread's robust list, exactly as glibc links its
+    // own robust mutexes, so both kinds can be unlinked in any order.
+    std::uintptr_t first = t.head->list;
+    *reinterpret_cast<std::uintptr_t*>((first & ~std::uintptr_t{1}) - sizeof(void*)) =
+        reinterpret_cast<std::uintptr_t>(&list_next);
+    list_next = first;
+    list_prev = reinterpret_cast<std::uintptr_t>(t.head);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t.head->list = reinterpret_cast<std::uintptr_t>(&list_next);
+    detail::set_pending(t, nullptr);
+    holder_pid.store(t.pid, std::memory_order_relaxed);
+    held_since_ns.store(0, std::memory_order_relaxed);
+    if (detail::g_fault_hook.load(std::memory_order_relaxed) != nullptr) [[unlikely]] {
+      detail::reach_lock_acquired_point();
+    }
+    return Outcome::Acquired;
+  }
+  return lock_contended(seen, deadline_ns);
+}
+
+inline void RobustFutex::unlock() {
+  detail::ThreadLockContext& t = detail::t_lock_context;
+  if (t.head == nullptr || (word.load(std::memory_order_relaxed) & kTidMask) !=
+                               static_cast<std::uint32_t>(t.tid) ||
+      detail::g_fault_hook.load(std::memory_order_relaxed) != nullptr) [[unlikely]] {
+    unlock_slow();
+    return;
+  }
+  holder_pid.store(0, std::memory_order_relaxed);
+  detail::set_pending(t, this);
+  *reinterpret_cast<std::uintptr_t*>((list_next & ~std::uintptr_t{1}) - sizeof(void*)) = list_prev;
+  *reinterpret_cast<std::uintptr_t*>(list_prev & ~std::uintptr_t{1}) = list_next;
+  std::uint32_t v = word.exchange(0, std::memory_order_release);
+  if ((v & kWaiters) != 0) [[unlikely]] wake_one();
+  detail::set_pending(t, nullptr);
+}
+
+// Throws NotSupported when the C library's robust list is not laid out as
+// RobustFutex expects. Called once per thread before its first lock.
+void check_robust_list_compatible();
+
+// This thread's cached ids (refreshed in a forked child).
+pid_t current_tid() noexcept;
+pid_t current_pid() noexcept;
+
+}  // namespace shmutils

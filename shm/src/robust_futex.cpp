@@ -1,0 +1,198 @@
+#include "shmutils/shm/robust_futex.hpp"
+
+#include <linux/futex.h>
+#include <pthread.h>
+
+#include <cstddef>
+
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/sys.hpp"
+
+namespace shmutils {
+
+SHMUTILS_FAULT_POINT(fp_lock_acquired, "lock.acquired");
+SHMUTILS_FAULT_POINT(fp_lock_before_release, "lock.before_release");
+
+namespace detail {
+
+thread_local ThreadLockContext t_lock_context __attribute__((tls_model("initial-exec")));
+
+static_assert(sizeof(ThreadLockContext::RobustListHead) == sizeof(robust_list_head));
+
+namespace {
+// glibc empties the child's robust list at fork; the child's ids differ too.
+void reset_after_fork() noexcept { t_lock_context = ThreadLockContext{}; }
+}  // namespace
+
+ThreadLockContext& init_lock_context() {
+  static const int registered = ::pthread_atfork(nullptr, nullptr, &reset_after_fork);
+  (void)registered;
+  check_robust_list_compatible();
+  t_lock_context.head = static_cast<ThreadLockContext::RobustListHead*>(sys::robust_list_head());
+  t_lock_context.tid = sys::gettid();
+  t_lock_context.pid = sys::getpid();
+  return t_lock_context;
+}
+
+void reach_lock_acquired_point() noexcept { fp_lock_acquired.reached(); }
+void reach_lock_release_point() noexcept { fp_lock_before_release.reached(); }
+
+}  // namespace detail
+
+namespace {
+
+// The offset the kernel adds to a list entry (&list_next) to find the word.
+constexpr long kFutexOffset = static_cast<long>(offsetof(RobustFutex, word)) -
+                              static_cast<long>(offsetof(RobustFutex, list_next));
+static_assert(offsetof(RobustFutex, list_next) - offsetof(RobustFutex, list_prev) == sizeof(void*),
+              "glibc finds an entry's prev link right before its next link");
+
+// How long a waiter sleeps before checking that the holder still exists: the
+// kernel normally wakes us on its death; this covers a holder whose robust
+// list could not be walked (it unmapped the segment while holding, say).
+constexpr std::uint64_t kLivenessCheckNs = 200'000'000;
+
+detail::ThreadLockContext& context() {
+  return detail::t_lock_context.head != nullptr ? detail::t_lock_context
+                                                : detail::init_lock_context();
+}
+
+void enqueue(detail::ThreadLockContext& t, RobustFutex* f) noexcept {
+  std::uintptr_t first = t.head->list;
+  *reinterpret_cast<std::uintptr_t*>((first & ~std::uintptr_t{1}) - sizeof(void*)) =
+      reinterpret_cast<std::uintptr_t>(&f->list_next);
+  f->list_next = first;
+  f->list_prev = reinterpret_cast<std::uintptr_t>(t.head);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t.head->list = reinterpret_cast<std::uintptr_t>(&f->list_next);
+}
+
+}  // namespace
+
+void check_robust_list_compatible() {
+  auto* head = static_cast<robust_list_head*>(sys::robust_list_head());
+  if (head->futex_offset != kFutexOffset) {
+    throw Error(ErrorKind::NotSupported, "robust futex", "check C library",
+                "the C library's robust list uses futex_offset " +
+                    std::to_string(head->futex_offset) + ", shmutils locks need " +
+                    std::to_string(kFutexOffset) + " (glibc on Linux)");
+  }
+}
+
+pid_t current_tid() noexcept {
+  try {
+    return context().tid;
+  } catch (...) {
+    return sys::gettid();
+  }
+}
+
+pid_t current_pid() noexcept { return sys::getpid(); }
+
+bool RobustFutex::held_by_this_thread() const noexcept { return holder_tid() == current_tid(); }
+
+void RobustFutex::note_holder_seen() noexcept {
+  std::uint64_t unseen = 0;
+  held_since_ns.compare_exchange_strong(unseen, sys::coarse_monotonic_ns(),
+                                        std::memory_order_relaxed);
+}
+
+void RobustFutex::wake_one() noexcept { sys::futex_wake(word, 1); }
+
+RobustFutex::Outcome RobustFutex::try_lock() noexcept {
+  detail::ThreadLockContext* t = nullptr;
+  try {
+    t = &context();
+  } catch (...) {
+    return Outcome::Busy;
+  }
+  detail::set_pending(*t, this);
+  std::uint32_t v = word.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((v & kTidMask) != 0) {
+      detail::set_pending(*t, nullptr);
+      return Outcome::Busy;
+    }
+    // Free, possibly marked owner-died: keep the waiters bit, drop owner-died.
+    std::uint32_t desired = static_cast<std::uint32_t>(t->tid) | (v & kWaiters);
+    if (word.compare_exchange_weak(v, desired, std::memory_order_acquire,
+                                   std::memory_order_relaxed)) {
+      enqueue(*t, this);
+      detail::set_pending(*t, nullptr);
+      holder_pid.store(t->pid, std::memory_order_relaxed);
+      held_since_ns.store(0, std::memory_order_relaxed);
+      fp_lock_acquired.reached();
+      return (v & kOwnerDied) != 0 ? Outcome::OwnerDied : Outcome::Acquired;
+    }
+  }
+}
+
+RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64_t deadline_ns) {
+  detail::ThreadLockContext& t = context();
+  if ((seen & kTidMask) == static_cast<std::uint32_t>(t.tid)) {
+    detail::set_pending(t, nullptr);
+    throw Error(ErrorKind::InvalidArgument, "robust lock", "lock",
+                "this thread already holds it (use RecursiveMutex to lock twice)");
+  }
+  // After sleeping, other waiters may exist that we cannot see: keep the bit.
+  std::uint32_t assume_waiters = 0;
+  std::uint32_t v = seen;
+  for (;;) {
+    if ((v & kTidMask) == 0) {
+      std::uint32_t desired = static_cast<std::uint32_t>(t.tid) | (v & kWaiters) | assume_waiters;
+      if (word.compare_exchange_weak(v, desired, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+        enqueue(t, this);
+        detail::set_pending(t, nullptr);
+        holder_pid.store(t.pid, std::memory_order_relaxed);
+        held_since_ns.store(0, std::memory_order_relaxed);
+        fp_lock_acquired.reached();
+        return (v & kOwnerDied) != 0 ? Outcome::OwnerDied : Outcome::Acquired;
+      }
+      continue;
+    }
+    if ((v & kWaiters) == 0) {
+      if (!word.compare_exchange_weak(v, v | kWaiters, std::memory_order_relaxed)) continue;
+      v |= kWaiters;
+    }
+    note_holder_seen();
+    std::uint64_t now = sys::monotonic_ns();
+    if (deadline_ns != 0 && now >= deadline_ns) {
+      detail::set_pending(t, nullptr);
+      return Outcome::TimedOut;
+    }
+    std::uint64_t slice_end = now + kLivenessCheckNs;
+    if (deadline_ns != 0 && deadline_ns < slice_end) slice_end = deadline_ns;
+    if (sys::futex_wait(word, v, slice_end) == sys::FutexWaitResult::TimedOut) {
+      // A holder the kernel did not release (see kLivenessCheckNs): release it here.
+      auto holder = static_cast<pid_t>(v & kTidMask);
+      pid_t holder_process = holder_pid.load(std::memory_order_relaxed);
+      if (holder_process > 0 && !sys::thread_alive(holder_process, holder)) {
+        std::uint32_t stale = v;
+        word.compare_exchange_strong(stale, (v & kWaiters) | kOwnerDied,
+                                     std::memory_order_relaxed);
+      }
+    }
+    assume_waiters = kWaiters;
+    v = word.load(std::memory_order_relaxed);
+  }
+}
+
+void RobustFutex::unlock_slow() {
+  detail::ThreadLockContext& t = context();
+  std::uint32_t v = word.load(std::memory_order_relaxed);
+  if ((v & kTidMask) != static_cast<std::uint32_t>(t.tid)) {
+    throw Error(ErrorKind::InvalidArgument, "robust lock", "unlock",
+                "this thread does not hold it (holder tid " + std::to_string(v & kTidMask) + ")");
+  }
+  fp_lock_before_release.reached();
+  holder_pid.store(0, std::memory_order_relaxed);
+  detail::set_pending(t, this);
+  *reinterpret_cast<std::uintptr_t*>((list_next & ~std::uintptr_t{1}) - sizeof(void*)) = list_prev;
+  *reinterpret_cast<std::uintptr_t*>(list_prev & ~std::uintptr_t{1}) = list_next;
+  v = word.exchange(0, std::memory_order_release);
+  if ((v & kWaiters) != 0) wake_one();
+  detail::set_pending(t, nullptr);
+}
+
+}  // namespace shmutils
