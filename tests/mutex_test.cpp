@@ -1,0 +1,336 @@
+#include "shmutils/shm/mutex.hpp"
+
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/fault_point.hpp"
+#include "sync_test_support.hpp"
+
+namespace shmutils {
+namespace {
+
+using namespace std::chrono_literals;
+
+// std::lock_guard needs lock()/unlock(): Mutex must not offer them, so owner
+// death can never be swallowed by it.
+template <class M>
+concept BasicLockable = requires(M& m) {
+  m.lock();
+  m.unlock();
+};
+static_assert(!BasicLockable<Mutex>);
+
+// Data whose invariant (a == b) a holder breaks for a moment inside its
+// critical section.
+struct Pair {
+  Mutex mutex;
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  std::uint64_t repairs = 0;
+  Event holding;
+  Event go;
+  void repair() {
+    b = a;
+    ++repairs;
+  }
+};
+
+class MutexTest : public test::SyncTest {
+ protected:
+  void SetUp() override {
+    SyncTest::SetUp();
+    pair_ = make<Pair>();
+    watch("pair.mutex", [this] { return pair_->mutex.holder(); });
+  }
+
+  // A child that takes the mutex, breaks the invariant, says so, and waits to die.
+  framework::ChildProcess holder_that_breaks_the_pair() {
+    Pair* p = pair_;
+    auto child = framework::ChildProcess::fork([p] {
+      MutexGuard guard(p->mutex);
+      ++p->a;  // b not yet updated: torn
+      p->holding.set();
+      ::pause();
+      return 0;
+    });
+    EXPECT_TRUE(test::await(pair_->holding));
+    return child;
+  }
+
+  Pair* pair_ = nullptr;
+};
+
+TEST_F(MutexTest, ZeroFilledMemoryIsAnUnlockedConsistentMutex) {
+  alignas(Mutex) std::array<std::byte, sizeof(Mutex)> zeros{};
+  auto* mutex = reinterpret_cast<Mutex*>(zeros.data());
+  EXPECT_EQ(mutex->state(), Mutex::State::Consistent);
+  EXPECT_EQ(mutex->try_acquire(), LockResult::Acquired);
+  mutex->release();
+}
+
+TEST_F(MutexTest, TheHolderRecordNamesTheHoldingProcessAndThread) {
+  EXPECT_EQ(pair_->mutex.holder().tid, 0);
+  {
+    MutexGuard guard(pair_->mutex);
+    LockHolder h = pair_->mutex.holder();
+    EXPECT_EQ(h.pid, ::getpid());
+    EXPECT_EQ(h.tid, sys::gettid());
+    EXPECT_FALSE(h.owner_died);
+    EXPECT_TRUE(pair_->mutex.held_by_this_thread());
+  }
+  EXPECT_EQ(pair_->mutex.holder().tid, 0);
+  EXPECT_EQ(pair_->mutex.holder().pid, 0);
+}
+
+TEST_F(MutexTest, AWaiterRecordsSinceWhenTheHolderHasHeldIt) {
+  auto child = holder_that_breaks_the_pair();
+  EXPECT_EQ(pair_->mutex.acquire_for(20ms), LockResult::TimedOut);
+  LockHolder h = pair_->mutex.holder();
+  EXPECT_EQ(h.pid, child.pid());
+  EXPECT_GT(h.since_ns, 0U) << "the waiter noted when it found the lock held";
+  EXPECT_LE(h.since_ns, sys::monotonic_ns());
+  test::kill_now(child);
+}
+
+TEST_F(MutexTest, TryAcquireReturnsBusyWithoutBlockingOrThrowing) {
+  auto child = holder_that_breaks_the_pair();
+  std::uint64_t start = sys::monotonic_ns();
+  EXPECT_EQ(pair_->mutex.try_acquire(), LockResult::Busy);
+  EXPECT_FALSE(try_lock(pair_->mutex).has_value());
+  EXPECT_LT(sys::monotonic_ns() - start, 50'000'000U);
+  test::kill_now(child);
+}
+
+TEST_F(MutexTest, AHolderKilledWhileHoldingGivesTheNextAcquirerOwnerDied) {
+  auto child = holder_that_breaks_the_pair();
+  test::kill_now(child);
+  // The kernel released it while the victim exited, before it could be reaped:
+  // no waiting, no polling.
+  LockResult result = pair_->mutex.try_acquire();
+  ASSERT_EQ(result, LockResult::OwnerDied);
+  MutexGuard guard(pair_->mutex, result);
+  ASSERT_TRUE(guard.owner_died());
+  EXPECT_NE(pair_->a, pair_->b) << "the victim died mid-update";
+  pair_->repair();
+  guard.mark_consistent();
+  EXPECT_EQ(pair_->a, pair_->b);
+  EXPECT_EQ(pair_->mutex.state(), Mutex::State::Consistent);
+}
+
+TEST_F(MutexTest, ABlockedWaiterIsWokenWithOwnerDiedWhenTheHolderIsKilled) {
+  auto holder = holder_that_breaks_the_pair();
+  Pair* p = pair_;
+  auto waiter = framework::ChildProcess::fork([p] {
+    p->go.set();
+    MutexGuard guard(p->mutex);  // blocks until the holder dies
+    if (!guard.owner_died()) return 1;
+    p->repair();
+    guard.mark_consistent();
+    return p->a == p->b ? 0 : 2;
+  });
+  ASSERT_TRUE(test::await(pair_->go));
+  sys::sleep_ns(20'000'000);  // let the waiter reach the futex
+  test::kill_now(holder);
+  auto status = finish(waiter);
+  EXPECT_TRUE(status.success()) << status.to_string();
+  EXPECT_EQ(pair_->repairs, 1U);
+}
+
+// A holder the kernel could not release (its robust list was lost, say) is
+// found dead by a waiter's periodic liveness check.
+TEST_F(MutexTest, AWaiterReleasesALockWhoseDeadHolderTheKernelMissed) {
+  auto ghost = framework::ChildProcess::fork([] { return 0; });
+  pid_t dead = ghost.pid();
+  ASSERT_TRUE(ghost.wait().success());
+  pair_->mutex.futex().holder_pid.store(dead);
+  pair_->mutex.futex().word.store(static_cast<std::uint32_t>(dead));
+  EXPECT_EQ(pair_->mutex.try_acquire(), LockResult::Busy);
+  EXPECT_EQ(pair_->mutex.acquire_for(5s), LockResult::OwnerDied);
+  pair_->mutex.mark_consistent();
+  pair_->mutex.release();
+}
+
+TEST_F(MutexTest, ReleasingWithoutMarkingConsistentLeavesTheRepairToTheNextAcquirer) {
+  auto child = holder_that_breaks_the_pair();
+  test::kill_now(child);
+  EXPECT_EQ(pair_->mutex.acquire(), LockResult::OwnerDied);
+  pair_->mutex.release();  // no repair, no mark
+  EXPECT_EQ(pair_->mutex.state(), Mutex::State::NeedsRepair);
+  EXPECT_EQ(pair_->mutex.acquire(), LockResult::OwnerDied) << "the repair was not lost";
+  pair_->repair();
+  pair_->mutex.mark_consistent();
+  pair_->mutex.release();
+  EXPECT_EQ(pair_->mutex.acquire(), LockResult::Acquired);
+  pair_->mutex.release();
+}
+
+TEST_F(MutexTest, ARepairerKilledDuringRepairLeavesTheRepairToTheNextAcquirer) {
+  auto victim = holder_that_breaks_the_pair();
+  test::kill_now(victim);
+  Pair* p = pair_;
+  auto repairer = framework::ChildProcess::fork([p] {
+    MutexGuard guard(p->mutex);
+    if (!guard.owner_died()) return 1;
+    p->holding.reset();
+    p->go.set();  // "repairing now"
+    ::pause();    // killed mid-repair
+    return 0;
+  });
+  ASSERT_TRUE(test::await(pair_->go));
+  test::kill_now(repairer);
+  MutexGuard guard(pair_->mutex);
+  EXPECT_TRUE(guard.owner_died()) << "the second death keeps the repair pending";
+  pair_->repair();
+  guard.mark_consistent();
+  EXPECT_EQ(pair_->a, pair_->b);
+}
+
+TEST_F(MutexTest, AbandonedRepairMakesLaterAcquiresFailUntilReset) {
+  auto child = holder_that_breaks_the_pair();
+  test::kill_now(child);
+  {
+    MutexGuard guard(pair_->mutex);
+    ASSERT_TRUE(guard.owner_died());
+    pair_->mutex.abandon_repair();
+  }
+  try {
+    (void)pair_->mutex.acquire();
+    FAIL() << "an abandoned mutex was acquired";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::NotRecoverable);
+    EXPECT_NE(std::string(e.what()).find("reset"), std::string::npos) << "says how to recover";
+  }
+  EXPECT_EQ(pair_->mutex.try_acquire(), LockResult::NotRecoverable);
+  EXPECT_EQ(pair_->mutex.acquire_for(10ms), LockResult::NotRecoverable);
+  EXPECT_EQ(pair_->mutex.holder().tid, 0) << "failed acquires leave it free";
+  pair_->a = pair_->b = 0;  // "rebuilt"
+  pair_->mutex.reset();
+  EXPECT_EQ(pair_->mutex.acquire(), LockResult::Acquired);
+  pair_->mutex.release();
+}
+
+TEST_F(MutexTest, ATimedAcquireHonoursItsDeadlineUnderContention) {
+  auto child = holder_that_breaks_the_pair();
+  for (auto timeout : {1ms, 50ms, 200ms}) {
+    std::uint64_t start = sys::monotonic_ns();
+    EXPECT_EQ(pair_->mutex.acquire_for(timeout), LockResult::TimedOut);
+    std::uint64_t took = sys::monotonic_ns() - start;
+    auto wanted = static_cast<std::uint64_t>(std::chrono::nanoseconds(timeout).count());
+    EXPECT_GE(took, wanted);
+    EXPECT_LT(took, wanted + 500'000'000U) << "woke far too late";
+  }
+  EXPECT_FALSE(lock_until(pair_->mutex, std::chrono::steady_clock::now() + 5ms).has_value());
+  test::kill_now(child);
+  auto guard = lock_until(pair_->mutex, std::chrono::steady_clock::now() + 1s);
+  ASSERT_TRUE(guard.has_value());
+  EXPECT_TRUE(guard->owner_died());
+}
+
+TEST_F(MutexTest, MisuseIsAClearErrorNotADeadlock) {
+  MutexGuard guard(pair_->mutex);
+  EXPECT_THROW((void)pair_->mutex.acquire(), Error) << "relocking from the holding thread";
+  std::thread other([&] {
+    EXPECT_THROW(pair_->mutex.release(), Error) << "releasing a mutex held by another thread";
+    EXPECT_THROW(pair_->mutex.mark_consistent(), Error);
+  });
+  other.join();
+}
+
+// glibc's robust mutexes and ours share each thread's kernel robust list; a
+// death while holding both must release both.
+TEST_F(MutexTest, AHolderOfGlibcAndShmutilsRobustLocksReleasesBothWhenKilled) {
+  auto* glibc_mutex = make<pthread_mutex_t>();
+  sys::robust_mutex_init(glibc_mutex, "glibc mutex");
+  Pair* p = pair_;
+  auto child = framework::ChildProcess::fork([p, glibc_mutex] {
+    Mutex scratch;
+    pthread_mutex_lock(glibc_mutex);
+    MutexGuard guard(p->mutex);
+    // Interleave so that each kind is unlinked from the middle of the list.
+    MutexGuard inner(scratch);
+    pthread_mutex_t local;
+    sys::robust_mutex_init(&local, "local");
+    pthread_mutex_lock(&local);
+    inner.unlock();
+    pthread_mutex_unlock(&local);
+    p->holding.set();
+    ::pause();
+    return 0;
+  });
+  ASSERT_TRUE(test::await(pair_->holding));
+  test::kill_now(child);
+  EXPECT_EQ(pthread_mutex_lock(glibc_mutex), EOWNERDEAD);
+  pthread_mutex_consistent(glibc_mutex);
+  pthread_mutex_unlock(glibc_mutex);
+  EXPECT_EQ(pair_->mutex.acquire(), LockResult::OwnerDied);
+  pair_->mutex.mark_consistent();
+  pair_->mutex.release();
+}
+
+FaultAction kill_at_acquired(const FaultPoint& point, std::uint64_t) {
+  if (point.name() == "lock.acquired") ::kill(::getpid(), SIGKILL);
+  return FaultAction::Continue;
+}
+FaultAction kill_before_release(const FaultPoint& point, std::uint64_t) {
+  if (point.name() == "lock.before_release") ::kill(::getpid(), SIGKILL);
+  return FaultAction::Continue;
+}
+
+TEST_F(MutexTest, AHolderKilledAtTheAcquiredAndBeforeReleaseFaultPointsIsRecovered) {
+  for (FaultHook hook : {&kill_at_acquired, &kill_before_release}) {
+    Pair* p = pair_;
+    auto child = framework::ChildProcess::fork([p, hook] {
+      set_fault_hook(hook);
+      MutexGuard guard(p->mutex);
+      return 0;
+    });
+    EXPECT_EQ(finish(child).signal, SIGKILL);
+    MutexGuard guard(pair_->mutex);
+    EXPECT_TRUE(guard.owner_died());
+    guard.mark_consistent();
+  }
+}
+
+// Mutual exclusion with exact totals: 4 processes x 2 threads, 1M increments.
+TEST_F(MutexTest, FourProcessesTimesTwoThreadsCountExactlyToAMillion) {
+  struct Counter {
+    Mutex mutex;
+    std::uint64_t value = 0;
+    std::uint64_t inside = 0;  // > 1 would mean two holders at once
+    std::uint64_t overlaps = 0;
+  };
+  auto* counter = make<Counter>();
+  constexpr int kProcesses = 4;
+  constexpr int kThreads = 2;
+  constexpr std::uint64_t kPerThread = 1'000'000 / (kProcesses * kThreads);
+  std::vector<framework::ChildProcess> children;
+  for (int p = 0; p < kProcesses; ++p) {
+    children.push_back(framework::ChildProcess::fork([counter] {
+      std::vector<std::thread> threads;
+      for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([counter] {
+          for (std::uint64_t i = 0; i < kPerThread; ++i) {
+            MutexGuard guard(counter->mutex);
+            if (++counter->inside != 1) ++counter->overlaps;
+            ++counter->value;
+            --counter->inside;
+          }
+        });
+      }
+      for (auto& thread : threads) thread.join();
+      return 0;
+    }));
+  }
+  for (auto& child : children) EXPECT_TRUE(finish(child, 120s).success());
+  EXPECT_EQ(counter->value, 1'000'000U);
+  EXPECT_EQ(counter->overlaps, 0U);
+}
+
+}  // namespace
+}  // namespace shmutils
