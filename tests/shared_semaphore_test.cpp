@@ -1,0 +1,238 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/fault_point.hpp"
+#include "shmutils/shm/semaphore.hpp"
+#include "shmutils/shm/shared_mutex.hpp"
+#include "sync_test_support.hpp"
+
+namespace shmutils {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Table {
+  SharedMutex lock;
+  std::uint64_t left = 0;
+  std::uint64_t right = 0;  // writers keep left == right
+  std::atomic<std::uint32_t> readers_inside{0};
+  std::atomic<std::uint32_t> max_readers_inside{0};
+  std::atomic<std::uint64_t> torn_reads{0};
+  Event holding;
+};
+
+class SharedMutexTest : public test::SyncTest {
+ protected:
+  void SetUp() override {
+    SyncTest::SetUp();
+    table_ = make<Table>();
+    watch("table.lock (writer)", [this] { return table_->lock.writer(); });
+  }
+  Table* table_ = nullptr;
+};
+
+TEST_F(SharedMutexTest, ReadersShareAndWritersExcludeAcrossProcesses) {
+  Table* t = table_;
+  auto reader = [t] {
+    for (int i = 0; i < 20'000; ++i) {
+      if (t->lock.acquire_shared() != LockResult::Acquired) return 1;
+      std::uint32_t inside = t->readers_inside.fetch_add(1) + 1;
+      std::uint32_t max = t->max_readers_inside.load();
+      while (inside > max && !t->max_readers_inside.compare_exchange_weak(max, inside)) {
+      }
+      if (t->left != t->right) t->torn_reads.fetch_add(1);
+      t->readers_inside.fetch_sub(1);
+      t->lock.release_shared();
+    }
+    return 0;
+  };
+  auto writer = [t] {
+    for (int i = 0; i < 5'000; ++i) {
+      if (t->lock.acquire() != LockResult::Acquired) return 1;
+      if (t->readers_inside.load() != 0) return 2;  // a reader inside a write
+      ++t->left;
+      // Stay torn for a while, so a reader let in by mistake would see it.
+      for (int spin = 0; spin < 2000; ++spin) std::atomic_signal_fence(std::memory_order_seq_cst);
+      ++t->right;
+      t->lock.release();
+    }
+    return 0;
+  };
+  std::vector<framework::ChildProcess> children;
+  for (int i = 0; i < 3; ++i) children.push_back(framework::ChildProcess::fork(reader));
+  children.push_back(framework::ChildProcess::fork(writer));
+  children.push_back(framework::ChildProcess::fork(writer));
+  for (auto& child : children) {
+    auto status = finish(child, 120s);
+    EXPECT_TRUE(status.success()) << status.to_string();
+  }
+  EXPECT_EQ(table_->torn_reads.load(), 0U);
+  EXPECT_EQ(table_->left, 10'000U);
+  EXPECT_EQ(table_->right, 10'000U);
+}
+
+TEST_F(SharedMutexTest, TwoReadingProcessesHoldItAtOnce) {
+  Table* t = table_;
+  auto* both = make<Event>();
+  auto first = framework::ChildProcess::fork([t, both] {
+    if (t->lock.acquire_shared() != LockResult::Acquired) return 1;
+    t->holding.set();
+    bool ok = both->wait_for(10s);
+    t->lock.release_shared();
+    return ok ? 0 : 2;
+  });
+  ASSERT_TRUE(test::await(table_->holding));
+  EXPECT_EQ(table_->lock.try_acquire_shared(), LockResult::Acquired) << "a second reader got in";
+  EXPECT_EQ(table_->lock.try_acquire(), LockResult::Busy) << "no writer while reading";
+  both->set();
+  table_->lock.release_shared();
+  EXPECT_TRUE(finish(first).success());
+  EXPECT_EQ(table_->lock.try_acquire(), LockResult::Acquired);
+  table_->lock.release();
+}
+
+TEST_F(SharedMutexTest, AReaderKilledWhileReadingDoesNotWedgeAWriter) {
+  Table* t = table_;
+  auto reader = framework::ChildProcess::fork([t] {
+    if (t->lock.acquire_shared() != LockResult::Acquired) return 1;
+    t->holding.set();
+    ::pause();
+    return 0;
+  });
+  ASSERT_TRUE(test::await(table_->holding));
+  EXPECT_EQ(table_->lock.acquire_until(std::chrono::steady_clock::now() + 20ms),
+            LockResult::TimedOut)
+      << "the live reader keeps the writer out";
+  test::kill_now(reader);
+  EXPECT_EQ(table_->lock.acquire_until(std::chrono::steady_clock::now() + 10s),
+            LockResult::Acquired)
+      << "the dead reader's share was taken back";
+  EXPECT_EQ(table_->lock.reader_count(), 0U);
+  table_->lock.release();
+}
+
+TEST_F(SharedMutexTest, AWriterKilledMidWriteGivesTheNextReaderAnExclusiveRepair) {
+  Table* t = table_;
+  auto writer = framework::ChildProcess::fork([t] {
+    if (t->lock.acquire() != LockResult::Acquired) return 1;
+    ++t->left;  // right not yet: torn
+    t->holding.set();
+    ::pause();
+    return 0;
+  });
+  ASSERT_TRUE(test::await(table_->holding));
+  auto* repaired = make<Event>();
+  auto reader = framework::ChildProcess::fork([t, repaired] {
+    LockResult result = t->lock.acquire_shared();  // blocks behind the writer
+    if (result != LockResult::OwnerDied) return 1;
+    t->right = t->left;  // repair, holding it exclusively
+    t->lock.mark_consistent();
+    t->lock.release_shared();  // releases the exclusive hold
+    repaired->set();
+    return 0;
+  });
+  sys::sleep_ns(20'000'000);
+  test::kill_now(writer);
+  EXPECT_TRUE(finish(reader).success());
+  EXPECT_TRUE(repaired->is_set());
+  EXPECT_EQ(table_->lock.acquire_shared(), LockResult::Acquired);
+  EXPECT_EQ(table_->left, table_->right);
+  table_->lock.release_shared();
+}
+
+TEST_F(SharedMutexTest, ReleasingASharedLockNotHeldIsAClearError) {
+  EXPECT_THROW(table_->lock.release_shared(), Error);
+}
+
+struct Pool {
+  Semaphore units{3};
+  Event taken;
+};
+
+class SemaphoreTest : public test::SyncTest {
+ protected:
+  void SetUp() override {
+    SyncTest::SetUp();
+    pool_ = make<Pool>();
+  }
+  Pool* pool_ = nullptr;
+};
+
+TEST_F(SemaphoreTest, UnitsHeldByAKilledProcessReturnToThePool) {
+  Pool* p = pool_;
+  auto hog = framework::ChildProcess::fork([p] {
+    p->units.acquire(3);
+    p->taken.set();
+    ::pause();
+    return 0;
+  });
+  ASSERT_TRUE(test::await(pool_->taken));
+  EXPECT_EQ(pool_->units.available(), 0U);
+  EXPECT_FALSE(pool_->units.try_acquire());
+  auto waiter = framework::ChildProcess::fork([p] {
+    return p->units.acquire_until(std::chrono::steady_clock::now() + 10s, 2) ? 0 : 1;
+  });
+  sys::sleep_ns(20'000'000);
+  test::kill_now(hog);
+  EXPECT_TRUE(finish(waiter).success()) << "the waiter got the dead hog's units";
+  // The waiter exited holding 2: they come back too.
+  EXPECT_EQ(pool_->units.reclaim_dead(), 2U);
+  EXPECT_EQ(pool_->units.available(), 3U);
+}
+
+TEST_F(SemaphoreTest, AcquireAndReleaseKeepTheBooksExact) {
+  pool_->units.acquire();
+  pool_->units.acquire(2);
+  EXPECT_EQ(pool_->units.held_by_this_process(), 3U);
+  EXPECT_EQ(pool_->units.available(), 0U);
+  EXPECT_THROW(pool_->units.release(4), Error) << "more than this process holds";
+  pool_->units.release(3);
+  EXPECT_EQ(pool_->units.available(), 3U);
+  EXPECT_THROW(pool_->units.acquire(4), Error) << "more than the pool has";
+  EXPECT_THROW(pool_->units.acquire(0), Error);
+  pool_->units.add_units(2);
+  EXPECT_EQ(pool_->units.capacity(), 5U);
+  EXPECT_TRUE(pool_->units.try_acquire(5));
+  pool_->units.release(5);
+}
+
+TEST_F(SemaphoreTest, TimedAcquireHonoursItsDeadline) {
+  pool_->units.acquire(3);
+  for (auto timeout : {1ms, 40ms}) {
+    std::uint64_t start = sys::monotonic_ns();
+    EXPECT_FALSE(pool_->units.acquire_until(std::chrono::steady_clock::now() + timeout));
+    std::uint64_t took = sys::monotonic_ns() - start;
+    auto wanted = static_cast<std::uint64_t>(std::chrono::nanoseconds(timeout).count());
+    EXPECT_GE(took, wanted);
+    EXPECT_LT(took, wanted + 500'000'000U);
+  }
+  pool_->units.release(3);
+}
+
+FaultAction die_between_take_and_record(const FaultPoint& point, std::uint64_t) {
+  if (point.name() == "semaphore.taken_before_recorded") ::kill(::getpid(), SIGKILL);
+  return FaultAction::Continue;
+}
+
+TEST_F(SemaphoreTest, ADeathBetweenTakingAndRecordingUnitsLosesNone) {
+  Pool* p = pool_;
+  auto victim = framework::ChildProcess::fork([p] {
+    set_fault_hook(&die_between_take_and_record);
+    p->units.acquire(2);
+    return 0;
+  });
+  EXPECT_EQ(finish(victim).signal, SIGKILL);
+  // The pool says 1 until someone takes the internal lock and repairs; the
+  // first acquirer repairs at once (well before its periodic 10 ms reclaim).
+  EXPECT_EQ(pool_->units.available(), 1U);
+  EXPECT_TRUE(pool_->units.acquire_until(std::chrono::steady_clock::now() + 5ms, 3));
+  EXPECT_EQ(pool_->units.held_by_this_process(), 3U);
+  pool_->units.release(3);
+  EXPECT_EQ(pool_->units.available(), 3U);
+}
+
+}  // namespace
+}  // namespace shmutils
