@@ -1,44 +1,102 @@
-// shmutils-counter — the seed's example in C++: several processes count to a
-// target under one shared lock, and the exact total is printed and checked.
+// shmutils-counter — the seed's example in C++, with kills: N processes count
+// to a target under one robust Mutex while the parent SIGKILLs workers at
+// random and starts replacements. A per-worker intent record lets whoever
+// takes the mutex after a death finish or undo the dead worker's increment,
+// so at the end the counter equals the increments completed, exactly.
 //
 // The counter lives in an anonymous (memfd) segment, so nothing is left in
 // /dev/shm whatever happens to this program; the workers are forked children
-// owned by ChildProcess, so none outlives it.
+// owned by ChildProcess (and die with it), so none outlives it.
 #include <CLI/CLI.hpp>
 
+#include <cinttypes>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <new>
+#include <random>
 #include <vector>
 
 #include "shmutils/framework/child_process.hpp"
 #include "shmutils/shm/error.hpp"
+#include "shmutils/shm/fault_point.hpp"
+#include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/sys.hpp"
 
 namespace {
 
-struct CounterState {
-  pthread_mutex_t lock;
-  std::uint64_t value;
-  std::uint64_t increments[1];  // one per worker (sized at run time)
+constexpr std::size_t kMaxWorkers = 4096;  // every incarnation gets its own slot
+
+// What a worker is about to do, written before it touches the counter.
+struct Intent {
+  std::uint64_t active;
+  std::uint64_t value_before;
+  std::uint64_t completed_before;
 };
 
-// The seed's _increment_to: returns how many increments this worker made.
-std::uint64_t increment_to(CounterState& state, std::uint64_t limit) {
-  std::uint64_t made = 0;
+struct CounterState {
+  shmutils::Mutex lock;
+  std::uint64_t value;
+  std::uint64_t target;
+  std::uint64_t recoveries;        // repairs made after a holder died
+  std::uint64_t rolled_forward;    // dead workers' increments found applied
+  std::uint64_t rolled_back;       // dead workers' increments found not applied
+  std::uint64_t completed[kMaxWorkers];
+  Intent intent[kMaxWorkers];
+};
+
+// Runs under the mutex after OwnerDied: resolve the dead holder's intent.
+void repair(CounterState& s, std::size_t slots) {
+  for (std::size_t w = 0; w < slots; ++w) {
+    Intent& in = s.intent[w];
+    if (in.active == 0) continue;
+    if (s.value == in.value_before + 1) {
+      // The increment landed: make sure it is counted once.
+      s.completed[w] = in.completed_before + 1;
+      ++s.rolled_forward;
+    } else {
+      // It did not land: nothing was counted either.
+      s.value = in.value_before;
+      s.completed[w] = in.completed_before;
+      ++s.rolled_back;
+    }
+    in.active = 0;
+  }
+  ++s.recoveries;
+}
+
+// Two places inside the critical section where a worker may be told to die:
+// random kills from outside rarely land in so short a section.
+SHMUTILS_FAULT_POINT(fp_intent_written, "counter.intent_written");
+SHMUTILS_FAULT_POINT(fp_value_incremented, "counter.value_incremented");
+
+// The one death planned for this worker process (set in the child only).
+const shmutils::FaultPoint* g_death_point = nullptr;
+std::uint64_t g_death_hit = 0;
+
+shmutils::FaultAction die_as_planned(const shmutils::FaultPoint& point, std::uint64_t hit) {
+  if (&point == g_death_point && hit == g_death_hit) ::kill(::getpid(), SIGKILL);
+  return shmutils::FaultAction::Continue;
+}
+
+int work(CounterState& s, std::size_t slot, std::size_t slots) {
   for (;;) {
-    if (shmutils::sys::robust_mutex_lock(&state.lock, "counter lock") ==
-        shmutils::sys::RobustLockResult::OwnerDied) {
-      shmutils::sys::robust_mutex_consistent(&state.lock, "counter lock");
+    shmutils::MutexGuard guard(s.lock);
+    if (guard.owner_died()) {
+      repair(s, slots);
+      guard.mark_consistent();
     }
-    bool done = state.value >= limit;
-    if (!done) {
-      ++state.value;
-      ++made;
-    }
-    shmutils::sys::robust_mutex_unlock(&state.lock, "counter lock");
-    if (done) return made;
+    if (s.value >= s.target) return 0;
+    Intent& in = s.intent[slot];
+    in.value_before = s.value;
+    in.completed_before = s.completed[slot];
+    in.active = 1;
+    fp_intent_written.reached();
+    ++s.value;
+    fp_value_incremented.reached();
+    ++s.completed[slot];
+    in.active = 0;
   }
 }
 
@@ -46,60 +104,127 @@ std::uint64_t increment_to(CounterState& state, std::uint64_t limit) {
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "shmutils-counter: N processes increment one shared counter under a shared lock until it\n"
-      "reaches the target; prints the total and each worker's share, and exits 1 unless the\n"
-      "total is exact."};
-  unsigned processes = 2;
-  std::uint64_t target = 20'000;
-  app.add_option("-p,--processes", processes, "worker processes")->check(CLI::Range(1U, 64U));
-  app.add_option("-t,--target", target, "value to count to")->check(CLI::Range(1ULL, 1ULL << 40));
+      "shmutils-counter: N processes increment one shared counter under a robust mutex until it\n"
+      "reaches the target, while workers are SIGKILLed at random and replaced. Prints the total,\n"
+      "the kills and the recoveries; exits 1 unless counter == increments completed == target.\n"
+      "The seed's example is: shmutils-counter --processes 2 --target 20000 --kills 0"};
+  unsigned processes = 4;
+  std::uint64_t target = 20'000'000;
+  unsigned kills = 100;
+  std::uint64_t seed = std::random_device{}();
+  app.add_option("-p,--processes", processes, "worker processes running at once")
+      ->check(CLI::Range(1U, 64U))
+      ->capture_default_str();
+  app.add_option("-t,--target", target, "value to count to")
+      ->check(CLI::Range(1ULL, 1ULL << 40))
+      ->capture_default_str();
+  app.add_option("-k,--kills", kills, "workers to SIGKILL (and replace) on the way")
+      ->check(CLI::Range(0U, 4000U))
+      ->capture_default_str();
+  app.add_option("-s,--seed", seed, "seed of the kill schedule (printed; pass it to replay)");
   CLI11_PARSE(app, argc, argv);
 
   try {
-    std::size_t needed = sizeof(CounterState) + processes * sizeof(std::uint64_t);
-    auto segment = shmutils::Segment::create_anonymous(shmutils::Segment::minimum_size() + needed);
+    const std::size_t slots = processes + kills;
+    auto segment = shmutils::Segment::create_anonymous(shmutils::Segment::minimum_size() +
+                                                       sizeof(CounterState));
     auto* state = new (segment.user_area().data()) CounterState{};
-    shmutils::sys::robust_mutex_init(&state->lock, "counter lock");
+    state->target = target;
+    std::printf("seed %" PRIu64 ": %u processes count to %" PRIu64 " with %u kills\n", seed,
+                processes, target, kills);
+
+    std::mt19937_64 random(seed);
+    std::vector<shmutils::framework::ChildProcess> workers;
+    std::size_t next_slot = 0;
+    // Half the workers are planned to die inside the critical section, at a
+    // fault point, on a hit chosen from the seed; the others die (if at all)
+    // by the parent's random SIGKILLs.
+    auto spawn = [&] {
+      std::size_t slot = next_slot++;
+      const shmutils::FaultPoint* point = nullptr;
+      std::uint64_t hit = 0;
+      if (std::uniform_int_distribution<int>(0, 1)(random) == 1) {
+        point = std::uniform_int_distribution<int>(0, 1)(random) == 0 ? &fp_intent_written
+                                                                        : &fp_value_incremented;
+        hit = std::uniform_int_distribution<std::uint64_t>(1, 20'000)(random);
+      }
+      return shmutils::framework::ChildProcess::fork([state, slot, slots, point, hit] {
+        if (point != nullptr) {
+          g_death_point = point;
+          g_death_hit = hit;
+          shmutils::set_fault_hook(&die_as_planned);
+        }
+        return work(*state, slot, slots);
+      });
+    };
 
     // Hold the lock while starting the workers, as the seed did, so they all
     // begin counting together.
-    shmutils::sys::robust_mutex_lock(&state->lock, "counter lock");
-    std::vector<shmutils::framework::ChildProcess> workers;
-    for (unsigned i = 0; i < processes; ++i) {
-      workers.push_back(shmutils::framework::ChildProcess::fork([state, target, i] {
-        state->increments[i] = increment_to(*state, target);
-        return 0;
-      }));
-    }
+    (void)state->lock.acquire();
+    for (unsigned i = 0; i < processes; ++i) workers.push_back(spawn());
     std::uint64_t start = shmutils::sys::monotonic_ns();
-    shmutils::sys::robust_mutex_unlock(&state->lock, "counter lock");
+    state->lock.release();
+
+    unsigned killed = 0;
+    unsigned planned_deaths = 0;
+    bool counting = true;
+    while (counting && killed < kills) {
+      shmutils::sys::sleep_ns(std::uniform_int_distribution<std::uint64_t>(0, 200'000)(random));
+      // Replace the workers that died at their planned fault point.
+      counting = false;
+      for (auto& worker : workers) {
+        auto status = worker.wait_for(std::chrono::milliseconds(0));
+        if (!status) {
+          counting = true;
+        } else if (status->signal == SIGKILL && killed < kills) {
+          ++killed;
+          ++planned_deaths;
+          worker = spawn();
+          counting = true;
+        }
+      }
+      if (!counting || killed >= kills) break;
+      auto& victim = workers[std::uniform_int_distribution<std::size_t>(0, workers.size() - 1)(random)];
+      if (!victim.running()) continue;
+      victim.kill();
+      ++killed;
+      victim = spawn();
+    }
 
     bool ok = true;
-    for (unsigned i = 0; i < processes; ++i) {
-      auto status = workers[i].wait_for(std::chrono::minutes(5));
+    for (auto& worker : workers) {
+      auto status = worker.wait_for(std::chrono::minutes(5));
       if (!status) {
-        std::fprintf(stderr, "worker %u (pid %d) did not finish in 5 minutes; killed\n", i,
-                     workers[i].pid());
-        workers[i].kill();
+        std::fprintf(stderr, "worker pid %d did not finish in 5 minutes; killed\n", worker.pid());
+        worker.kill();
         ok = false;
-      } else if (!status->success()) {
-        std::fprintf(stderr, "worker %u (pid %d) failed: %s\n", i, workers[i].pid(),
-                     status->to_string().c_str());
+      } else if (!status->success() && status->signal != SIGKILL) {  // SIGKILL: a planned death
+        std::fprintf(stderr, "worker pid %d failed: %s\n", worker.pid(), status->to_string().c_str());
         ok = false;
       }
     }
     double seconds = static_cast<double>(shmutils::sys::monotonic_ns() - start) / 1e9;
 
-    std::uint64_t sum = 0;
-    for (unsigned i = 0; i < processes; ++i) {
-      std::printf("worker %u: %llu increments\n", i,
-                  static_cast<unsigned long long>(state->increments[i]));
-      sum += state->increments[i];
+    // A kill can land between the last increment and the last release: settle it.
+    {
+      shmutils::MutexGuard guard(state->lock);
+      if (guard.owner_died()) {
+        repair(*state, slots);
+        guard.mark_consistent();
+      }
     }
-    bool exact = state->value == target && sum == target;
-    std::printf("counter = %llu, sum of increments = %llu, target = %llu: %s (%.3f s)\n",
-                static_cast<unsigned long long>(state->value), static_cast<unsigned long long>(sum),
-                static_cast<unsigned long long>(target), exact ? "exact" : "WRONG", seconds);
+    std::uint64_t completed = 0;
+    for (std::size_t w = 0; w < next_slot; ++w) completed += state->completed[w];
+    bool exact = state->value == target && completed == target;
+    std::printf("counter = %" PRIu64 ", increments completed = %" PRIu64 ", target = %" PRIu64
+                ": %s (%.3f s)\n",
+                state->value, completed, target, exact ? "exact" : "WRONG", seconds);
+    std::printf("kills: %u (%u inside the critical section at a fault point), recoveries: %" PRIu64
+                " (%" PRIu64 " increments rolled forward, %" PRIu64 " rolled back)\n",
+                killed, planned_deaths, state->recoveries, state->rolled_forward,
+                state->rolled_back);
+    if (!exact) std::printf("replay: %s --processes %u --target %" PRIu64 " --kills %u --seed %" PRIu64 "\n",
+                            argv[0], processes, target, kills, seed);
     return ok && exact ? 0 : 1;
   } catch (const shmutils::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -11,6 +11,8 @@ namespace shmutils::framework {
 
 ChildProcess ChildProcess::fork(const std::function<int()>& body) {
   pid_t parent = sys::getpid();
+  // Unflushed stdio buffers would otherwise be written twice: by the child too.
+  (void)std::fflush(nullptr);
   pid_t pid = sys::fork("child process");
   if (pid == 0) {
     int code = 70;
