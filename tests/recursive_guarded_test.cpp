@@ -21,9 +21,8 @@ TEST_F(RecursiveMutexTest, TheHoldingThreadNestsAndReleasesLevelByLevel) {
   EXPECT_EQ(mutex->acquire(), LockResult::Acquired);
   EXPECT_EQ(mutex->try_acquire(), LockResult::Acquired);
   EXPECT_EQ(mutex->depth(), 3U);
-  auto other = framework::ChildProcess::fork([mutex] {
-    return mutex->try_acquire() == LockResult::Busy ? 0 : 1;
-  });
+  auto other = framework::ChildProcess::fork(
+      [mutex] { return mutex->try_acquire() == LockResult::Busy ? 0 : 1; });
   EXPECT_TRUE(finish(other).success());
   mutex->release();
   mutex->release();

@@ -172,9 +172,8 @@ TEST_F(SemaphoreTest, UnitsHeldByAKilledProcessReturnToThePool) {
   ASSERT_TRUE(test::await(pool_->taken));
   EXPECT_EQ(pool_->units.available(), 0U);
   EXPECT_FALSE(pool_->units.try_acquire());
-  auto waiter = framework::ChildProcess::fork([p] {
-    return p->units.acquire_until(std::chrono::steady_clock::now() + 10s, 2) ? 0 : 1;
-  });
+  auto waiter = framework::ChildProcess::fork(
+      [p] { return p->units.acquire_until(std::chrono::steady_clock::now() + 10s, 2) ? 0 : 1; });
   sys::sleep_ns(20'000'000);
   test::kill_now(hog);
   EXPECT_TRUE(finish(waiter).success()) << "the waiter got the dead hog's units";

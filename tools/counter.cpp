@@ -39,9 +39,9 @@ struct CounterState {
   shmutils::Mutex lock;
   std::uint64_t value;
   std::uint64_t target;
-  std::uint64_t recoveries;        // repairs made after a holder died
-  std::uint64_t rolled_forward;    // dead workers' increments found applied
-  std::uint64_t rolled_back;       // dead workers' increments found not applied
+  std::uint64_t recoveries;      // repairs made after a holder died
+  std::uint64_t rolled_forward;  // dead workers' increments found applied
+  std::uint64_t rolled_back;     // dead workers' increments found not applied
   std::uint64_t completed[kMaxWorkers];
   Intent intent[kMaxWorkers];
 };
@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
       std::uint64_t hit = 0;
       if (std::uniform_int_distribution<int>(0, 1)(random) == 1) {
         point = std::uniform_int_distribution<int>(0, 1)(random) == 0 ? &fp_intent_written
-                                                                        : &fp_value_incremented;
+                                                                      : &fp_value_incremented;
         hit = std::uniform_int_distribution<std::uint64_t>(1, 20'000)(random);
       }
       return shmutils::framework::ChildProcess::fork([state, slot, slots, point, hit] {
@@ -184,7 +184,8 @@ int main(int argc, char** argv) {
         }
       }
       if (!counting || killed >= kills) break;
-      auto& victim = workers[std::uniform_int_distribution<std::size_t>(0, workers.size() - 1)(random)];
+      auto& victim =
+          workers[std::uniform_int_distribution<std::size_t>(0, workers.size() - 1)(random)];
       if (!victim.running()) continue;
       victim.kill();
       ++killed;
@@ -199,7 +200,8 @@ int main(int argc, char** argv) {
         worker.kill();
         ok = false;
       } else if (!status->success() && status->signal != SIGKILL) {  // SIGKILL: a planned death
-        std::fprintf(stderr, "worker pid %d failed: %s\n", worker.pid(), status->to_string().c_str());
+        std::fprintf(stderr, "worker pid %d failed: %s\n", worker.pid(),
+                     status->to_string().c_str());
         ok = false;
       }
     }
@@ -223,8 +225,9 @@ int main(int argc, char** argv) {
                 " (%" PRIu64 " increments rolled forward, %" PRIu64 " rolled back)\n",
                 killed, planned_deaths, state->recoveries, state->rolled_forward,
                 state->rolled_back);
-    if (!exact) std::printf("replay: %s --processes %u --target %" PRIu64 " --kills %u --seed %" PRIu64 "\n",
-                            argv[0], processes, target, kills, seed);
+    if (!exact)
+      std::printf("replay: %s --processes %u --target %" PRIu64 " --kills %u --seed %" PRIu64 "\n",
+                  argv[0], processes, target, kills, seed);
     return ok && exact ? 0 : 1;
   } catch (const shmutils::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -14,14 +14,16 @@ namespace {
 constexpr std::uint64_t kWaitSliceNs = 50'000'000;  // bounds the delay after a woken waiter dies
 
 std::uint64_t deadline_ns_of(std::chrono::steady_clock::time_point deadline) {
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+  auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
   return ns <= 0 ? 1 : static_cast<std::uint64_t>(ns);
 }
 }  // namespace
 
 bool ConditionVariable::wait_impl(MutexGuard& guard, std::uint64_t deadline_ns) {
   if (!guard.owns_lock()) {
-    throw Error(ErrorKind::InvalidArgument, "condition variable", "wait", "the guard holds no lock");
+    throw Error(ErrorKind::InvalidArgument, "condition variable", "wait",
+                "the guard holds no lock");
   }
   Mutex& mutex = *guard.mutex_;
   // Read under the mutex: any notify after this point changes the sequence.
@@ -42,7 +44,8 @@ bool ConditionVariable::wait_impl(MutexGuard& guard, std::uint64_t deadline_ns) 
 
 void ConditionVariable::wait(MutexGuard& guard) { (void)wait_impl(guard, 0); }
 
-bool ConditionVariable::wait_until(MutexGuard& guard, std::chrono::steady_clock::time_point deadline) {
+bool ConditionVariable::wait_until(MutexGuard& guard,
+                                   std::chrono::steady_clock::time_point deadline) {
   std::uint64_t deadline_ns = deadline_ns_of(deadline);
   if (sys::monotonic_ns() >= deadline_ns) return false;
   return wait_impl(guard, deadline_ns);

@@ -9,7 +9,8 @@ namespace {
 
 std::uint64_t to_monotonic_ns(std::chrono::steady_clock::time_point deadline) {
   // steady_clock is CLOCK_MONOTONIC on Linux/glibc.
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+  auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
   return ns <= 0 ? 1 : static_cast<std::uint64_t>(ns);
 }
 
@@ -29,14 +30,15 @@ LockResult Mutex::after_acquire(RobustFutex::Outcome outcome) {
     case RobustFutex::Outcome::Acquired: break;
   }
   auto current = static_cast<State>(futex_.state.load(std::memory_order_acquire));
-  if (current == State::Consistent) [[likely]] return LockResult::Acquired;
+  if (current == State::Consistent) [[likely]]
+    return LockResult::Acquired;
   if (current == State::NeedsRepair) return LockResult::OwnerDied;
   futex_.unlock();
   return LockResult::NotRecoverable;
 }
 
-LockResult Mutex::acquire() {
-  LockResult result = after_acquire(futex_.lock());
+LockResult Mutex::acquire_slow(RobustFutex::Outcome outcome) {
+  LockResult result = after_acquire(outcome);
   if (result == LockResult::NotRecoverable) {
     throw Error(ErrorKind::NotRecoverable, "mutex", "acquire",
                 "its repair was abandoned; rebuild the protected data, then reset() it");
@@ -85,15 +87,13 @@ void Mutex::reset() {
   futex_.unlock();
 }
 
-void Mutex::release() { futex_.unlock(); }
-
 LockHolder Mutex::holder() const noexcept {
   LockHolder h;
   std::uint32_t word = futex_.word.load(std::memory_order_acquire);
   h.tid = static_cast<pid_t>(word & RobustFutex::kTidMask);
-  h.owner_died = (word & RobustFutex::kOwnerDied) != 0 ||
-                 futex_.state.load(std::memory_order_relaxed) ==
-                     static_cast<std::uint32_t>(State::NeedsRepair);
+  h.owner_died =
+      (word & RobustFutex::kOwnerDied) != 0 || futex_.state.load(std::memory_order_relaxed) ==
+                                                   static_cast<std::uint32_t>(State::NeedsRepair);
   if (h.tid != 0) {
     h.pid = futex_.holder_pid.load(std::memory_order_relaxed);
     h.since_ns = futex_.held_since_ns.load(std::memory_order_relaxed);

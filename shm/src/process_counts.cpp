@@ -64,7 +64,8 @@ std::uint64_t ProcessCounts::total() const noexcept {
   return sum;
 }
 
-std::uint32_t ProcessCounts::reclaim_dead(const std::function<void(pid_t, std::uint32_t)>& on_dead) {
+std::uint32_t ProcessCounts::reclaim_dead(
+    const std::function<void(pid_t, std::uint32_t)>& on_dead) {
   std::uint32_t reclaimed = 0;
   for (Slot& s : slots_) {
     pid_t pid = s.pid.load(std::memory_order_acquire);

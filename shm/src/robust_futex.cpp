@@ -169,8 +169,7 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
       pid_t holder_process = holder_pid.load(std::memory_order_relaxed);
       if (holder_process > 0 && !sys::thread_alive(holder_process, holder)) {
         std::uint32_t stale = v;
-        word.compare_exchange_strong(stale, (v & kWaiters) | kOwnerDied,
-                                     std::memory_order_relaxed);
+        word.compare_exchange_strong(stale, (v & kWaiters) | kOwnerDied, std::memory_order_relaxed);
       }
     }
     assume_waiters = kWaiters;

@@ -15,7 +15,8 @@ namespace {
 constexpr std::uint64_t kReaderCheckNs = 1'000'000;  // a waiting writer's look at dead readers
 
 std::uint64_t deadline_ns_of(std::chrono::steady_clock::time_point deadline) {
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+  auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
   return ns <= 0 ? 1 : static_cast<std::uint64_t>(ns);
 }
 }  // namespace
@@ -109,9 +110,10 @@ LockResult SharedMutex::acquire_shared_until(std::chrono::steady_clock::time_poi
 // A writer is active: queue behind it on the writer mutex. Once holding it, no
 // writer can be active, so count ourselves in and let the next one through.
 LockResult SharedMutex::shared_slow(std::uint64_t deadline_ns) {
-  LockResult result = deadline_ns == 0 ? writer_.acquire()
-                                       : writer_.acquire_until(std::chrono::steady_clock::time_point(
-                                             std::chrono::nanoseconds(deadline_ns)));
+  LockResult result = deadline_ns == 0
+                          ? writer_.acquire()
+                          : writer_.acquire_until(std::chrono::steady_clock::time_point(
+                                std::chrono::nanoseconds(deadline_ns)));
   if (!holds_lock(result)) return result;
   if (result == LockResult::OwnerDied) return exclusive_from(result, deadline_ns);
   readers_.mine().count.fetch_add(1, std::memory_order_seq_cst);

@@ -27,7 +27,9 @@
 namespace shmutils {
 
 template <class T>
-concept Repairable = requires(T& value) { value.repair(); };
+concept Repairable = requires(T& value) {
+  value.repair();
+};
 
 template <Repairable T>
 class Guarded {

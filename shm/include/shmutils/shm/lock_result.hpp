@@ -18,7 +18,7 @@
 
 namespace shmutils {
 
-enum class [[nodiscard]] LockResult { Acquired, OwnerDied, Busy, TimedOut, NotRecoverable };
+enum class [[nodiscard]] LockResult{Acquired, OwnerDied, Busy, TimedOut, NotRecoverable};
 
 constexpr bool holds_lock(LockResult result) noexcept {
   return result == LockResult::Acquired || result == LockResult::OwnerDied;

@@ -44,7 +44,7 @@
 namespace shmutils {
 
 struct LockHolder {
-  pid_t pid = 0;               // 0 when free
+  pid_t pid = 0;  // 0 when free
   pid_t tid = 0;
   std::uint64_t since_ns = 0;  // CLOCK_MONOTONIC_COARSE when first seen held; 0 if unseen
   bool owner_died = false;     // the last holder died; the next acquirer will repair
@@ -85,6 +85,7 @@ class Mutex {
  private:
   friend class RecursiveMutex;
   LockResult after_acquire(RobustFutex::Outcome outcome);
+  LockResult acquire_slow(RobustFutex::Outcome outcome);
   void require_holder(const char* operation) const;
 
   RobustFutex futex_{};
@@ -92,6 +93,18 @@ class Mutex {
 
 static_assert(std::is_standard_layout_v<Mutex>);
 static_assert(sizeof(Mutex) == sizeof(RobustFutex));
+
+// The uncontended path, inline: one CAS to take, one exchange to release.
+inline LockResult Mutex::acquire() {
+  RobustFutex::Outcome outcome = futex_.lock();
+  if (outcome == RobustFutex::Outcome::Acquired &&
+      futex_.state.load(std::memory_order_relaxed) == 0) [[likely]] {
+    return LockResult::Acquired;
+  }
+  return acquire_slow(outcome);
+}
+
+inline void Mutex::release() { futex_.unlock(); }
 
 // Scoped ownership of a Mutex. Move-only. owner_died() must be looked at: a
 // guard destroyed without mark_consistent() after OwnerDied leaves the repair
@@ -118,9 +131,7 @@ class [[nodiscard]] MutexGuard {
   }
   bool owns_lock() const noexcept { return mutex_ != nullptr; }
   Mutex* mutex() const noexcept { return mutex_; }
-  void unlock() {
-    std::exchange(mutex_, nullptr)->release();
-  }
+  void unlock() { std::exchange(mutex_, nullptr)->release(); }
 
  private:
   friend class ConditionVariable;

@@ -27,7 +27,7 @@ class ProcessCounts {
   static constexpr std::uint32_t kSlots = 64;
 
   struct Slot {
-    std::atomic<std::int32_t> pid;          // 0: free
+    std::atomic<std::int32_t> pid;  // 0: free
     std::atomic<std::uint32_t> count;
     std::atomic<std::uint64_t> start_time;  // 0 while being claimed
   };

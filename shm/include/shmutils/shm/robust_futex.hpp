@@ -45,13 +45,13 @@ struct RobustFutex {
   static constexpr std::uint32_t kOwnerDied = 0x40000000U;  // FUTEX_OWNER_DIED
   static constexpr std::uint32_t kTidMask = 0x3fffffffU;    // FUTEX_TID_MASK
 
-  std::atomic<std::uint32_t> word;            // 0: holder tid | kWaiters | kOwnerDied
-  std::atomic<std::int32_t> holder_pid;       // 4: the holding process (0 when free)
-  std::atomic<std::uint64_t> held_since_ns;   // 8: see "Holder" above; 0 = not yet observed
-  std::atomic<std::uint32_t> state;           // 16: owner of the lock type (Mutex: repair state)
-  std::atomic<std::uint32_t> depth;           // 20: owner of the lock type (recursion depth)
-  std::uintptr_t list_prev;                   // 24: holding thread's robust list (its addresses)
-  std::uintptr_t list_next;                   // 32: idem; the kernel finds `word` at list_next - 32
+  std::atomic<std::uint32_t> word;           // 0: holder tid | kWaiters | kOwnerDied
+  std::atomic<std::int32_t> holder_pid;      // 4: the holding process (0 when free)
+  std::atomic<std::uint64_t> held_since_ns;  // 8: see "Holder" above; 0 = not yet observed
+  std::atomic<std::uint32_t> state;          // 16: owner of the lock type (Mutex: repair state)
+  std::atomic<std::uint32_t> depth;          // 20: owner of the lock type (recursion depth)
+  std::uintptr_t list_prev;                  // 24: holding thread's robust list (its addresses)
+  std::uintptr_t list_next;                  // 32: idem; the kernel finds `word` at list_next - 32
 
   enum class Outcome { Acquired, OwnerDied, Busy, TimedOut };
 
@@ -64,8 +64,8 @@ struct RobustFutex {
   Outcome lock_contended(std::uint32_t seen, std::uint64_t deadline_ns);
   void unlock_slow();
   void wake_one() noexcept;
- public:
 
+ public:
   // Records "seen held now" if no earlier sighting of this holder is recorded.
   void note_holder_seen() noexcept;
 
@@ -85,7 +85,7 @@ struct ThreadLockContext {
   pid_t tid = 0;
   pid_t pid = 0;
   struct RobustListHead {
-    std::uintptr_t list;           // first entry (&entry->list_next) or this head
+    std::uintptr_t list;  // first entry (&entry->list_next) or this head
     long futex_offset;
     std::uintptr_t list_op_pending;
   }* head = nullptr;
@@ -133,8 +133,8 @@ inline RobustFutex::Outcome RobustFutex::lock(std::uint64_t deadline_ns) {
 
 inline void RobustFutex::unlock() {
   detail::ThreadLockContext& t = detail::t_lock_context;
-  if (t.head == nullptr || (word.load(std::memory_order_relaxed) & kTidMask) !=
-                               static_cast<std::uint32_t>(t.tid) ||
+  if (t.head == nullptr ||
+      (word.load(std::memory_order_relaxed) & kTidMask) != static_cast<std::uint32_t>(t.tid) ||
       detail::g_fault_hook.load(std::memory_order_relaxed) != nullptr) [[unlikely]] {
     unlock_slow();
     return;
@@ -144,7 +144,8 @@ inline void RobustFutex::unlock() {
   *reinterpret_cast<std::uintptr_t*>((list_next & ~std::uintptr_t{1}) - sizeof(void*)) = list_prev;
   *reinterpret_cast<std::uintptr_t*>(list_prev & ~std::uintptr_t{1}) = list_next;
   std::uint32_t v = word.exchange(0, std::memory_order_release);
-  if ((v & kWaiters) != 0) [[unlikely]] wake_one();
+  if ((v & kWaiters) != 0) [[unlikely]]
+    wake_one();
   detail::set_pending(t, nullptr);
 }
 
