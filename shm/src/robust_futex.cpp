@@ -57,16 +57,6 @@ detail::ThreadLockContext& context() {
                                                 : detail::init_lock_context();
 }
 
-void enqueue(detail::ThreadLockContext& t, RobustFutex* f) noexcept {
-  std::uintptr_t first = t.head->list;
-  *reinterpret_cast<std::uintptr_t*>((first & ~std::uintptr_t{1}) - sizeof(void*)) =
-      reinterpret_cast<std::uintptr_t>(&f->list_next);
-  f->list_next = first;
-  f->list_prev = reinterpret_cast<std::uintptr_t>(t.head);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  t.head->list = reinterpret_cast<std::uintptr_t>(&f->list_next);
-}
-
 }  // namespace
 
 void check_robust_list_compatible() {
@@ -117,7 +107,7 @@ RobustFutex::Outcome RobustFutex::try_lock() noexcept {
     std::uint32_t desired = static_cast<std::uint32_t>(t->tid) | (v & kWaiters);
     if (word.compare_exchange_weak(v, desired, std::memory_order_acquire,
                                    std::memory_order_relaxed)) {
-      enqueue(*t, this);
+      link(*t);
       detail::set_pending(*t, nullptr);
       holder_pid.store(t->pid, std::memory_order_relaxed);
       held_since_ns.store(0, std::memory_order_relaxed);
@@ -142,7 +132,7 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
       std::uint32_t desired = static_cast<std::uint32_t>(t.tid) | (v & kWaiters) | assume_waiters;
       if (word.compare_exchange_weak(v, desired, std::memory_order_acquire,
                                      std::memory_order_relaxed)) {
-        enqueue(t, this);
+        link(t);
         detail::set_pending(t, nullptr);
         holder_pid.store(t.pid, std::memory_order_relaxed);
         held_since_ns.store(0, std::memory_order_relaxed);
@@ -187,8 +177,7 @@ void RobustFutex::unlock_slow() {
   fp_lock_before_release.reached();
   holder_pid.store(0, std::memory_order_relaxed);
   detail::set_pending(t, this);
-  *reinterpret_cast<std::uintptr_t*>((list_next & ~std::uintptr_t{1}) - sizeof(void*)) = list_prev;
-  *reinterpret_cast<std::uintptr_t*>(list_prev & ~std::uintptr_t{1}) = list_next;
+  unlink();
   v = word.exchange(0, std::memory_order_release);
   if ((v & kWaiters) != 0) wake_one();
   detail::set_pending(t, nullptr);

@@ -40,6 +40,10 @@
 
 namespace shmutils {
 
+namespace detail {
+struct ThreadLockContext;
+}
+
 struct RobustFutex {
   static constexpr std::uint32_t kWaiters = 0x80000000U;    // FUTEX_WAITERS
   static constexpr std::uint32_t kOwnerDied = 0x40000000U;  // FUTEX_OWNER_DIED
@@ -64,6 +68,8 @@ struct RobustFutex {
   Outcome lock_contended(std::uint32_t seen, std::uint64_t deadline_ns);
   void unlock_slow();
   void wake_one() noexcept;
+  void link(detail::ThreadLockContext& t) noexcept;
+  void unlink() noexcept;
 
  public:
   // Records "seen held now" if no earlier sighting of this holder is recorded.
@@ -97,11 +103,35 @@ ThreadLockContext& init_lock_context();
 void reach_lock_acquired_point() noexcept;
 void reach_lock_release_point() noexcept;
 
+// The robust-list link stored at `address`; glibc may set an address's low
+// bit as a flag, so it is masked off.
+inline std::uintptr_t& link_word(std::uintptr_t address) noexcept {
+  return *reinterpret_cast<std::uintptr_t*>(  // NOLINT(performance-no-int-to-ptr): list links
+      address & ~std::uintptr_t{1});
+}
+
 inline void set_pending(ThreadLockContext& t, RobustFutex* f) noexcept {
   t.head->list_op_pending = f != nullptr ? reinterpret_cast<std::uintptr_t>(&f->list_next) : 0;
   std::atomic_signal_fence(std::memory_order_seq_cst);  // program order, for the kernel
 }
 }  // namespace detail
+
+// Links this futex at the head of the thread's robust list, exactly as glibc
+// links its own robust mutexes, so both kinds can be unlinked in any order.
+inline void RobustFutex::link(detail::ThreadLockContext& t) noexcept {
+  std::uintptr_t first = t.head->list;
+  detail::link_word((first & ~std::uintptr_t{1}) - sizeof(void*)) =
+      reinterpret_cast<std::uintptr_t>(&list_next);
+  list_next = first;
+  list_prev = reinterpret_cast<std::uintptr_t>(t.head);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t.head->list = reinterpret_cast<std::uintptr_t>(&list_next);
+}
+
+inline void RobustFutex::unlink() noexcept {
+  detail::link_word((list_next & ~std::uintptr_t{1}) - sizeof(void*)) = list_prev;
+  detail::link_word(list_prev) = list_next;
+}
 
 inline RobustFutex::Outcome RobustFutex::lock(std::uint64_t deadline_ns) {
   detail::ThreadLockContext& t =
@@ -111,15 +141,7 @@ inline RobustFutex::Outcome RobustFutex::lock(std::uint64_t deadline_ns) {
   if (word.compare_exchange_strong(seen, static_cast<std::uint32_t>(t.tid),
                                    std::memory_order_acquire, std::memory_order_relaxed))
       [[likely]] {
-    // Link at the head of this thread's robust list, exactly as glibc links its
-    // own robust mutexes, so both kinds can be unlinked in any order.
-    std::uintptr_t first = t.head->list;
-    *reinterpret_cast<std::uintptr_t*>((first & ~std::uintptr_t{1}) - sizeof(void*)) =
-        reinterpret_cast<std::uintptr_t>(&list_next);
-    list_next = first;
-    list_prev = reinterpret_cast<std::uintptr_t>(t.head);
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    t.head->list = reinterpret_cast<std::uintptr_t>(&list_next);
+    link(t);
     detail::set_pending(t, nullptr);
     holder_pid.store(t.pid, std::memory_order_relaxed);
     held_since_ns.store(0, std::memory_order_relaxed);
@@ -141,8 +163,7 @@ inline void RobustFutex::unlock() {
   }
   holder_pid.store(0, std::memory_order_relaxed);
   detail::set_pending(t, this);
-  *reinterpret_cast<std::uintptr_t*>((list_next & ~std::uintptr_t{1}) - sizeof(void*)) = list_prev;
-  *reinterpret_cast<std::uintptr_t*>(list_prev & ~std::uintptr_t{1}) = list_next;
+  unlink();
   std::uint32_t v = word.exchange(0, std::memory_order_release);
   if ((v & kWaiters) != 0) [[unlikely]]
     wake_one();
