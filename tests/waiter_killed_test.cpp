@@ -60,11 +60,10 @@ TEST_F(WaiterKilledTest, RecursiveMutexWaiterKilledWhileBlockedLeavesItCleanForO
   test::kill_now(doomed);
   mutex->release();
   mutex->release();
-  auto survivor = framework::ChildProcess::fork(
-      [mutex] { return mutex->acquire_until(std::chrono::steady_clock::now() + 10s) ==
-                               LockResult::Acquired
-                           ? 0
-                           : 1; });
+  auto survivor = framework::ChildProcess::fork([mutex] {
+    return mutex->acquire_until(std::chrono::steady_clock::now() + 10s) == LockResult::Acquired ? 0
+                                                                                                : 1;
+  });
   EXPECT_TRUE(finish(survivor).success());
 }
 
