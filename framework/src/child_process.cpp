@@ -93,6 +93,18 @@ ExitStatus ChildProcess::wait() {
   return *status_;
 }
 
+ChildProcess::State ChildProcess::poll(int* stop_signal) {
+  if (status_) return State::Ended;
+  auto state = sys::wait_nohang_or_stopped(pid_);
+  if (!state) return State::Running;
+  if (state->stopped) {
+    if (stop_signal != nullptr) *stop_signal = state->stop_signal;
+    return State::Stopped;
+  }
+  status_ = state->status;
+  return State::Ended;
+}
+
 ExitStatus ChildProcess::kill() {
   if (status_) return *status_;
   sys::kill(pid_, SIGKILL);

@@ -269,6 +269,27 @@ std::optional<ExitStatus> wait_nohang(pid_t pid) {
   return decode(status);
 }
 
+std::optional<ChildStateChange> wait_nohang_or_stopped(pid_t pid) {
+  int status = 0;
+  pid_t r = retry_eintr([&] { return ::waitpid(pid, &status, WNOHANG | WUNTRACED); });
+  if (r == -1) {
+    if (errno != ECHILD) throw_errno("pid " + std::to_string(pid), "waitpid", errno);
+    ChildStateChange gone;
+    gone.status.exited = true;
+    gone.status.exit_code = -1;
+    return gone;
+  }
+  if (r == 0) return std::nullopt;
+  ChildStateChange change;
+  if (WIFSTOPPED(status)) {
+    change.stopped = true;
+    change.stop_signal = WSTOPSIG(status);
+  } else {
+    change.status = decode(status);
+  }
+  return change;
+}
+
 ExitStatus wait(pid_t pid) {
   int status = 0;
   check("pid " + std::to_string(pid), "waitpid", [&] { return ::waitpid(pid, &status, 0); });

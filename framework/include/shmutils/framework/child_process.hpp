@@ -50,6 +50,11 @@ class ChildProcess {
   ExitStatus wait();
   // SIGKILL and reap.
   ExitStatus kill();
+
+  // Non-blocking look that also reports stops (SIGSTOP, a self-stop):
+  // Running, Stopped (stop_signal set) or Ended (status() set).
+  enum class State { Running, Stopped, Ended };
+  State poll(int* stop_signal = nullptr);
   // The status once reaped.
   const std::optional<ExitStatus>& status() const noexcept { return status_; }
 

@@ -42,6 +42,8 @@ class Semaphore {
   std::uint32_t capacity() const noexcept { return capacity_.load(std::memory_order_acquire); }
   // Units the calling process holds.
   std::uint32_t held_by_this_process();
+  // Units recorded as held, by any process (dead ones until reclaimed).
+  std::uint64_t held_total() const noexcept { return holders_.total(); }
   // Returns dead processes' units to the pool; how many units came back.
   std::uint32_t reclaim_dead();
 

@@ -120,6 +120,14 @@ bool kill(pid_t pid, int signal);
 // Reaps pid if it ended; nullopt while it runs.
 std::optional<ExitStatus> wait_nohang(pid_t pid);
 ExitStatus wait(pid_t pid);
+struct ChildStateChange {
+  bool stopped = false;  // stopped by stop_signal; otherwise ended with status
+  int stop_signal = 0;
+  ExitStatus status;
+};
+// waitpid(WNOHANG | WUNTRACED): nullopt while it runs. A child already reaped
+// elsewhere (ECHILD) reads as ended with signal 0 and exit code -1.
+std::optional<ChildStateChange> wait_nohang_or_stopped(pid_t pid);
 // posix_spawn of path with argv and envp (nullptr: this environment).
 pid_t spawn(const std::string& path, const std::vector<std::string>& argv,
             const std::vector<std::string>* envp = nullptr);

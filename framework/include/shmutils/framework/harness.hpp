@@ -1,0 +1,132 @@
+// shmutils::framework::Harness — runs a Scenario in worker processes under a
+// kill plan derived from one seed, and reports what happened.
+//
+// Contract
+//   Workers:     forked from the calling process (which should be single
+//                threaded: see DESIGN.md) with PR_SET_PDEATHSIG, so none
+//                outlives the harness, even a SIGKILLed one. Each worker's
+//                exit status, crash signal and output are captured.
+//   Addresses:   with perturbation on, every worker maps the segment at its
+//                own random base and turns the inherited range into a guard
+//                (PROT_NONE): a stale absolute pointer faults at once.
+//   Kill plan:   from the seed: per worker incarnation, maybe a death at the
+//                Nth hit of a named fault point (deterministic: the worker
+//                stops itself there and the harness kills it); between
+//                those, random-time kills, kills of the current holder of a
+//                scenario lock, and stalls (SIGSTOP ... SIGCONT).
+//   Oracles:     Scenario::check after every kill and at the end; required
+//                fault points must have been hit (and killed at) or the run fails.
+//   Diagnostics: the stack of each killed victim (captured just before the
+//                kill), of a crashed worker, and of every worker on a hang
+//                (no progress for watchdog_s), with the lock holders.
+//   Replay:      RunReport::replay_command reproduces the run's plan.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "shmutils/framework/scenario.hpp"
+#include "shmutils/framework/stack_capture.hpp"
+
+namespace shmutils::framework {
+
+struct RunOptions {
+  std::uint64_t seed = 1;
+  unsigned workers = 4;
+  double duration_s = 4.0;      // stop after this long ...
+  std::uint64_t max_kills = 0;  // ... or this many kills (0: no limit)
+  bool perturb = true;
+  double point_death_share = 0.5;  // share of incarnations planned to die at a fault point
+  std::uint64_t max_planned_hit = 200;
+  double kills_per_s = 400;  // harness-initiated kills (random time / lock holder)
+  double stalls_per_s = 5;
+  double watchdog_s = 5;
+  std::size_t victim_stacks_kept = 8;
+  bool capture_victim_stacks = true;
+  std::vector<std::string> required_points;  // fail the run if any was never hit
+  std::string program = "shmtorture";        // for the replay command
+};
+
+enum class EventKind {
+  Start,
+  Exit,
+  KillRandom,
+  KillHolder,
+  KillAtPoint,
+  Crash,
+  Stall,
+  Resume,
+  Recovery,
+  Violation,
+  Hang
+};
+std::string_view to_string(EventKind kind);
+
+struct RunEvent {
+  double t_s = 0;
+  std::uint32_t incarnation = 0;
+  EventKind kind = EventKind::Start;
+  std::string detail;
+};
+
+struct PointCounts {
+  std::uint64_t hits = 0;
+  std::uint64_t kills = 0;
+};
+
+struct WorkerSummary {
+  std::uint32_t incarnation = 0;
+  pid_t pid = 0;
+  std::uint64_t mapped_base = 0;
+  double started_s = 0;
+  double ended_s = 0;
+  std::string end;     // "killed (random)", "killed at lock.acquired #12", "exit 0", ...
+  std::string output;  // what it printed (truncated)
+};
+
+struct RunReport {
+  std::string scenario;
+  std::uint64_t seed = 0;
+  unsigned workers = 0;
+  double duration_s = 0;
+  std::uint64_t operations = 0;
+  std::uint64_t kills = 0;
+  std::uint64_t recoveries = 0;
+  std::uint64_t stalls = 0;
+  std::vector<std::string> violations;
+  std::map<std::string, PointCounts> fault_points;
+  std::vector<WorkerSummary> worker_log;
+  std::vector<RunEvent> events;
+  std::vector<std::string> victim_stacks;  // the first few, as text
+  std::string diagnostics;                 // crash / hang stacks and lock holders
+  std::string replay_command;
+  double kill_cycles_per_s() const {
+    return duration_s > 0 ? static_cast<double>(kills) / duration_s : 0;
+  }
+  bool ok() const { return violations.empty(); }
+  std::string summary() const;  // a few lines for people
+};
+
+struct Progress {
+  double elapsed_s;
+  std::uint64_t operations;
+  std::uint64_t kills;
+  std::uint64_t recoveries;
+  std::size_t violations;
+};
+
+class Harness {
+ public:
+  using ProgressCallback = std::function<void(const Progress&)>;
+  RunReport run(Scenario& scenario, const RunOptions& options,
+                const ProgressCallback& progress = {});
+};
+
+// The command that replays a run: same scenario, seed and plan options.
+std::string replay_command(const std::string& scenario, const RunOptions& options);
+
+}  // namespace shmutils::framework

@@ -1,0 +1,647 @@
+#include "shmutils/framework/harness.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <new>
+#include <optional>
+#include <random>
+#include <sstream>
+
+#include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/fault_point.hpp"
+#include "shmutils/shm/sys.hpp"
+
+namespace shmutils::framework {
+
+std::string_view to_string(EventKind kind) {
+  switch (kind) {
+    case EventKind::Start: return "start";
+    case EventKind::Exit: return "exit";
+    case EventKind::KillRandom: return "kill (random time)";
+    case EventKind::KillHolder: return "kill (lock holder)";
+    case EventKind::KillAtPoint: return "kill (fault point)";
+    case EventKind::Crash: return "crash";
+    case EventKind::Stall: return "stall";
+    case EventKind::Resume: return "resume";
+    case EventKind::Recovery: return "recovery";
+    case EventKind::Violation: return "violation";
+    case EventKind::Hang: return "hang";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------- worker side
+
+namespace {
+
+// Set in each worker process before its hook is installed; the hook is a
+// plain function pointer, so its state lives here.
+Witness* g_witness = nullptr;
+WorkerRecord* g_record = nullptr;
+std::array<const FaultPoint*, Witness::kMaxPoints> g_points{};
+std::int32_t g_point_count = 0;
+std::int32_t g_planned_point = -1;
+std::uint64_t g_planned_hit = 0;
+
+FaultAction worker_fault_hook(const FaultPoint& point, std::uint64_t hit) {
+  for (std::int32_t i = 0; i < g_point_count; ++i) {
+    if (g_points[static_cast<std::size_t>(i)] != &point) continue;
+    g_witness->hits(i).fetch_add(1, std::memory_order_relaxed);
+    if (i == g_planned_point && hit == g_planned_hit) {
+      g_record->stopped_at_point.store(i, std::memory_order_relaxed);
+      g_record->state.store(static_cast<std::uint32_t>(WorkerState::StoppedAtFaultPoint),
+                            std::memory_order_release);
+      ::raise(SIGSTOP);  // the harness captures the stack here, then kills
+    }
+    break;
+  }
+  return FaultAction::Continue;
+}
+
+void crash_handler(int signal) {
+  if (g_record != nullptr) {
+    g_record->crash_signal.store(signal, std::memory_order_relaxed);
+    g_record->state.store(static_cast<std::uint32_t>(WorkerState::Crashed),
+                          std::memory_order_release);
+    ::raise(SIGSTOP);  // the harness captures the stack of the faulting frame
+  }
+  ::signal(signal, SIG_DFL);
+  ::raise(signal);
+}
+
+void install_crash_handlers() {
+  struct sigaction action {};
+  action.sa_handler = &crash_handler;
+  action.sa_flags = static_cast<int>(SA_RESETHAND | SA_NODEFER);
+  for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT})
+    ::sigaction(signal, &action, nullptr);
+}
+
+// Maps the segment again at a random base and guards the inherited range.
+Segment attach_perturbed(Segment& inherited, std::mt19937_64& random) {
+  std::byte* old_base = inherited.base();
+  std::size_t old_size = inherited.mapped_size();
+  constexpr std::uintptr_t kLow = 0x100000000000ULL;   // 16 TiB
+  constexpr std::uintptr_t kHigh = 0x600000000000ULL;  // 96 TiB
+  constexpr std::uintptr_t kAlign = 2 << 20;
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    std::uintptr_t base =
+        std::uniform_int_distribution<std::uintptr_t>(kLow / kAlign, kHigh / kAlign)(random) *
+        kAlign;
+    try {
+      SegmentOptions options;
+      options.address_hint = reinterpret_cast<void*>(base);
+      Segment moved = Segment::adopt(ShmObject::adopt(sys::dup_cloexec(inherited.fd(), "segment"),
+                                                      inherited.name(), true, true),
+                                     options);
+      sys::mprotect(old_base, old_size, PROT_NONE, "inherited segment range");
+      return moved;
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::AlreadyExists) throw;
+    }
+  }
+  throw Error(ErrorKind::OutOfMemory, "segment", "perturb", "no free random base found");
+}
+
+int worker_main(Scenario& scenario, Segment& inherited, Witness& witness, std::uint32_t incarnation,
+                const RunOptions& options, int output_fd) {
+  ::dup2(output_fd, STDOUT_FILENO);
+  ::dup2(output_fd, STDERR_FILENO);
+  ::close(output_fd);
+  WorkerRecord& record = witness.worker(incarnation);
+  g_witness = &witness;
+  g_record = &record;
+  install_crash_handlers();
+  std::uint64_t seed = options.seed ^ (0x9E3779B97F4A7C15ULL * (incarnation + 1));
+  std::mt19937_64 random(seed);
+  Segment perturbed;
+  Segment* segment = &inherited;
+  if (options.perturb) {
+    perturbed = attach_perturbed(inherited, random);
+    segment = &perturbed;
+  }
+  record.mapped_base.store(reinterpret_cast<std::uintptr_t>(segment->base()));
+  g_point_count = 0;
+  for (std::uint32_t i = 0; i < witness.point_count(); ++i) {
+    FaultPoint* point = find_fault_point(witness.point_name(static_cast<std::int32_t>(i)));
+    if (point != nullptr) point->reset_hits();
+    g_points[i] = point;
+    g_point_count = static_cast<std::int32_t>(i + 1);
+  }
+  g_planned_point = record.planned_point.load();
+  g_planned_hit = record.planned_hit.load();
+  record.state.store(static_cast<std::uint32_t>(WorkerState::Running), std::memory_order_release);
+  set_fault_hook(&worker_fault_hook);
+  WorkerContext context(*segment, witness, incarnation, seed);
+  scenario.work(context);
+  set_fault_hook(nullptr);
+  record.state.store(static_cast<std::uint32_t>(WorkerState::Finished), std::memory_order_release);
+  return 0;
+}
+
+// ---------------------------------------------------------------- harness side
+
+struct LiveWorker {
+  std::uint32_t incarnation = 0;
+  ChildProcess process;
+  UniqueFd output;
+  std::string captured;
+  std::uint64_t resume_at_ns = 0;  // stalled until then (0: running)
+};
+
+constexpr std::size_t kOutputKept = 16 << 10;
+constexpr std::size_t kViolationsKept = 50;
+
+class Run {
+ public:
+  Run(Scenario& scenario, const RunOptions& options, const Harness::ProgressCallback& progress)
+      : scenario_(scenario), options_(options), progress_(progress), random_(options.seed) {}
+
+  RunReport execute();
+
+ private:
+  double now_s() const { return static_cast<double>(sys::monotonic_ns() - start_ns_) / 1e9; }
+  void event(std::uint32_t incarnation, EventKind kind, std::string detail = {}) {
+    report_.events.push_back({now_s(), incarnation, kind, std::move(detail)});
+  }
+  void violation(std::string text) {
+    if (report_.violations.size() < kViolationsKept) {
+      event(0, EventKind::Violation, text);
+      report_.violations.push_back(std::move(text));
+    }
+  }
+  void start_worker();
+  void drain_output(LiveWorker& worker);
+  void kill_worker(std::size_t index, EventKind why, const std::string& detail, bool keep_stack);
+  void replace(std::size_t index);
+  void after_kill();
+  void poll_workers();
+  void scheduled_actions();
+  bool watchdog();
+  void finish();
+  void resume_all();
+  std::string lock_report();
+
+  Scenario& scenario_;
+  RunOptions options_;
+  const Harness::ProgressCallback& progress_;
+  std::mt19937_64 random_;
+  RunReport report_;
+  Segment witness_segment_;
+  Witness* witness_ = nullptr;
+  Segment segment_;
+  std::vector<LiveWorker> live_;
+  std::uint32_t next_incarnation_ = 0;
+  std::uint64_t start_ns_ = 0;
+  std::uint64_t next_kill_ns_ = 0;
+  std::uint64_t next_stall_ns_ = 0;
+  std::uint64_t last_operations_ = 0;
+  std::uint64_t last_progress_ns_ = 0;
+  std::uint64_t progress_reported_ns_ = 0;
+  bool hung_ = false;
+};
+
+std::uint64_t exponential_ns(std::mt19937_64& random, double per_s) {
+  if (per_s <= 0) return UINT64_MAX / 2;
+  double seconds = std::exponential_distribution<double>(per_s)(random);
+  return static_cast<std::uint64_t>(seconds * 1e9);
+}
+
+void Run::start_worker() {
+  std::uint32_t incarnation = next_incarnation_++;
+  if (incarnation >= Witness::kMaxWorkers) {
+    throw Error(ErrorKind::NoSpace, "harness", "start worker",
+                "more than " + std::to_string(Witness::kMaxWorkers) + " worker incarnations");
+  }
+  WorkerRecord& record = witness_->worker(incarnation);
+  record.planned_point.store(-1);
+  if (witness_->point_count() > 0 &&
+      std::uniform_real_distribution<double>(0, 1)(random_) < options_.point_death_share) {
+    record.planned_point.store(static_cast<std::int32_t>(
+        std::uniform_int_distribution<std::uint32_t>(0, witness_->point_count() - 1)(random_)));
+    record.planned_hit.store(std::uniform_int_distribution<std::uint64_t>(
+        1, std::max<std::uint64_t>(1, options_.max_planned_hit))(random_));
+  }
+  record.stopped_at_point.store(-1);
+  record.state.store(static_cast<std::uint32_t>(WorkerState::Starting));
+  record.started_ns.store(sys::monotonic_ns());
+  witness_->scenario(kIncarnations).store(next_incarnation_);
+  std::array<int, 2> pipe_fds{-1, -1};
+  sys::check("harness", "pipe2", [&] { return ::pipe2(pipe_fds.data(), O_CLOEXEC); });
+  UniqueFd read_end(pipe_fds[0]);
+  UniqueFd write_end(pipe_fds[1]);
+  ::fcntl(read_end.get(), F_SETFL, O_NONBLOCK);
+  Scenario& scenario = scenario_;
+  Segment& segment = segment_;
+  Witness& witness = *witness_;
+  const RunOptions& options = options_;
+  int out = write_end.get();
+  LiveWorker worker;
+  worker.incarnation = incarnation;
+  worker.process = ChildProcess::fork([&scenario, &segment, &witness, incarnation, &options, out] {
+    return worker_main(scenario, segment, witness, incarnation, options, out);
+  });
+  record.pid.store(worker.process.pid());
+  worker.output = std::move(read_end);
+  event(incarnation, EventKind::Start, "pid " + std::to_string(worker.process.pid()));
+  live_.push_back(std::move(worker));
+}
+
+void Run::drain_output(LiveWorker& worker) {
+  if (!worker.output.valid()) return;
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = ::read(worker.output.get(), buffer, sizeof buffer);
+    if (n <= 0) break;
+    if (worker.captured.size() < kOutputKept)
+      worker.captured.append(buffer, static_cast<std::size_t>(n));
+  }
+}
+
+std::string Run::lock_report() {
+  std::string text;
+  for (const NamedLockHolder& lock : scenario_.lock_holders(segment_)) {
+    text += "  lock " + lock.lock + ": ";
+    if (lock.holder.tid == 0) {
+      text += "free";
+    } else {
+      text += "held by pid " + std::to_string(lock.holder.pid) + " tid " +
+              std::to_string(lock.holder.tid);
+    }
+    if (lock.holder.owner_died) text += " (owner died, repair pending)";
+    text += "\n";
+  }
+  return text;
+}
+
+void Run::kill_worker(std::size_t index, EventKind why, const std::string& detail,
+                      bool keep_stack) {
+  LiveWorker& worker = live_[index];
+  WorkerRecord& record = witness_->worker(worker.incarnation);
+  if (keep_stack && options_.capture_victim_stacks &&
+      report_.victim_stacks.size() < options_.victim_stacks_kept) {
+    StackTrace trace = capture_stack(worker.process.pid());
+    report_.victim_stacks.push_back("worker " + std::to_string(worker.incarnation) + " (pid " +
+                                    std::to_string(worker.process.pid()) + "), " + detail + ":\n" +
+                                    trace.to_string());
+  }
+  sys::kill(worker.process.pid(), SIGKILL);
+  try {
+    worker.process.kill();
+  } catch (const Error&) {  // reaped during stack capture
+  }
+  drain_output(worker);
+  record.ended_ns.store(sys::monotonic_ns());
+  ++report_.kills;
+  witness_->scenario(kKills).fetch_add(1);
+  event(worker.incarnation, why, detail);
+  WorkerSummary summary;
+  summary.incarnation = worker.incarnation;
+  summary.pid = worker.process.pid();
+  summary.mapped_base = record.mapped_base.load();
+  summary.started_s = static_cast<double>(record.started_ns.load() - start_ns_) / 1e9;
+  summary.ended_s = now_s();
+  summary.end = std::string(to_string(why)) + (detail.empty() ? "" : ": " + detail);
+  summary.output = std::move(worker.captured);
+  report_.worker_log.push_back(std::move(summary));
+}
+
+void Run::replace(std::size_t index) {
+  live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(index));
+  start_worker();
+}
+
+void Run::after_kill() {
+  std::uint64_t before = witness_->scenario(kRecoveries).load();
+  for (std::string& v : scenario_.check(segment_, *witness_, false)) violation(std::move(v));
+  if (witness_->scenario(kRecoveries).load() > before)
+    event(0, EventKind::Recovery, "by the harness check");
+}
+
+void Run::poll_workers() {
+  for (std::size_t i = 0; i < live_.size();) {
+    LiveWorker& worker = live_[i];
+    drain_output(worker);
+    int stop_signal = 0;
+    ChildProcess::State state = worker.process.poll(&stop_signal);
+    WorkerRecord& record = witness_->worker(worker.incarnation);
+    auto recorded = static_cast<WorkerState>(record.state.load(std::memory_order_acquire));
+    if (state == ChildProcess::State::Stopped && recorded == WorkerState::StoppedAtFaultPoint) {
+      std::int32_t point = record.stopped_at_point.load();
+      witness_->kills(point).fetch_add(1);
+      std::string detail = "at " + std::string(witness_->point_name(point)) + " hit #" +
+                           std::to_string(record.planned_hit.load());
+      kill_worker(i, EventKind::KillAtPoint, detail, true);
+      replace(i);
+      after_kill();
+      continue;
+    }
+    if (state == ChildProcess::State::Stopped && recorded == WorkerState::Crashed) {
+      int signal = record.crash_signal.load();
+      StackTrace trace = capture_stack(worker.process.pid());
+      std::string what =
+          "worker " + std::to_string(worker.incarnation) + " (pid " +
+          std::to_string(worker.process.pid()) + ", mapped at 0x" +
+          [&] {
+            char b[32];
+            std::snprintf(b, sizeof b, "%llx",
+                          static_cast<unsigned long long>(record.mapped_base.load()));
+            return std::string(b);
+          }() +
+          ") crashed with " + sys::ExitStatus{false, 0, signal}.to_string().substr(10);
+      report_.diagnostics += what + ":\n" + trace.to_string();
+      violation(what);
+      kill_worker(i, EventKind::Crash, what, false);
+      report_.kills--;  // a crash is not one of our kills
+      replace(i);
+      continue;
+    }
+    if (state == ChildProcess::State::Ended) {
+      drain_output(worker);
+      const ExitStatus& status = *worker.process.status();
+      record.ended_ns.store(sys::monotonic_ns());
+      std::string detail = status.to_string();
+      if (!status.success()) {
+        violation(
+            "worker " + std::to_string(worker.incarnation) + " ended unexpectedly: " + detail +
+            (worker.captured.empty() ? "" : "; it printed: " + worker.captured.substr(0, 500)));
+      }
+      event(worker.incarnation, EventKind::Exit, detail);
+      WorkerSummary summary{worker.incarnation,
+                            worker.process.pid(),
+                            record.mapped_base.load(),
+                            static_cast<double>(record.started_ns.load() - start_ns_) / 1e9,
+                            now_s(),
+                            detail,
+                            worker.captured};
+      report_.worker_log.push_back(std::move(summary));
+      replace(i);
+      continue;
+    }
+    ++i;
+  }
+}
+
+void Run::scheduled_actions() {
+  std::uint64_t now = sys::monotonic_ns();
+  for (LiveWorker& worker : live_) {
+    if (worker.resume_at_ns != 0 && now >= worker.resume_at_ns) {
+      worker.process.signal(SIGCONT);
+      worker.resume_at_ns = 0;
+      event(worker.incarnation, EventKind::Resume);
+    }
+  }
+  if (live_.empty()) return;
+  if (now >= next_kill_ns_) {
+    next_kill_ns_ = now + exponential_ns(random_, options_.kills_per_s);
+    bool by_holder = std::uniform_int_distribution<int>(0, 1)(random_) == 1;
+    std::optional<std::size_t> victim;
+    std::string detail;
+    if (by_holder) {
+      for (const NamedLockHolder& lock : scenario_.lock_holders(segment_)) {
+        for (std::size_t i = 0; i < live_.size(); ++i) {
+          if (lock.holder.pid != 0 && live_[i].process.pid() == lock.holder.pid &&
+              live_[i].resume_at_ns == 0) {
+            victim = i;
+            detail = "holder of " + lock.lock;
+          }
+        }
+      }
+    }
+    if (!victim) {
+      by_holder = false;
+      victim = std::uniform_int_distribution<std::size_t>(0, live_.size() - 1)(random_);
+      if (live_[*victim].resume_at_ns != 0) victim.reset();  // leave stalled ones be
+    }
+    if (victim) {
+      kill_worker(*victim, by_holder ? EventKind::KillHolder : EventKind::KillRandom, detail, true);
+      replace(*victim);
+      after_kill();
+    }
+  }
+  if (now >= next_stall_ns_ && !live_.empty()) {
+    next_stall_ns_ = now + exponential_ns(random_, options_.stalls_per_s);
+    LiveWorker& worker =
+        live_[std::uniform_int_distribution<std::size_t>(0, live_.size() - 1)(random_)];
+    if (worker.resume_at_ns == 0 && worker.process.signal(SIGSTOP)) {
+      worker.resume_at_ns =
+          now + std::uniform_int_distribution<std::uint64_t>(2, 30)(random_) * 1'000'000;
+      ++report_.stalls;
+      event(worker.incarnation, EventKind::Stall);
+    }
+  }
+}
+
+void Run::resume_all() {
+  for (LiveWorker& worker : live_) {
+    if (worker.resume_at_ns != 0) {
+      worker.process.signal(SIGCONT);
+      worker.resume_at_ns = 0;
+    }
+  }
+}
+
+bool Run::watchdog() {
+  std::uint64_t operations = 0;
+  for (std::uint32_t i = 0; i < next_incarnation_; ++i)
+    operations += witness_->worker(i).operations.load();
+  std::uint64_t now = sys::monotonic_ns();
+  if (operations != last_operations_) {
+    last_operations_ = operations;
+    last_progress_ns_ = now;
+    return false;
+  }
+  if (static_cast<double>(now - last_progress_ns_) / 1e9 < options_.watchdog_s) return false;
+  std::string text =
+      "no progress for " + std::to_string(options_.watchdog_s) + " s; stacks of all workers:\n";
+  for (LiveWorker& worker : live_) {
+    text += "worker " + std::to_string(worker.incarnation) + " (pid " +
+            std::to_string(worker.process.pid()) + "):\n" +
+            capture_stack(worker.process.pid()).to_string();
+  }
+  text += "lock holders:\n" + lock_report();
+  report_.diagnostics += text;
+  violation("hang: no operation completed for " + std::to_string(options_.watchdog_s) +
+            " s (stacks and lock holders in the diagnostics)");
+  event(0, EventKind::Hang);
+  return true;
+}
+
+void Run::finish() {
+  resume_all();
+  witness_->scenario(kStopFlag).store(1);
+  std::uint64_t deadline = sys::monotonic_ns() + 5'000'000'000ULL;
+  while (!live_.empty()) {
+    for (std::size_t i = 0; i < live_.size();) {
+      LiveWorker& worker = live_[i];
+      drain_output(worker);
+      int stop_signal = 0;
+      ChildProcess::State state = worker.process.poll(&stop_signal);
+      if (state == ChildProcess::State::Stopped) {
+        // It reached its planned point while finishing: kill it as planned.
+        WorkerRecord& record = witness_->worker(worker.incarnation);
+        std::int32_t point = record.stopped_at_point.load();
+        if (point >= 0) witness_->kills(point).fetch_add(1);
+        kill_worker(i, EventKind::KillAtPoint, "at " + std::string(witness_->point_name(point)),
+                    false);
+        live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
+        continue;
+      }
+      if (state == ChildProcess::State::Ended) {
+        const ExitStatus& status = *worker.process.status();
+        if (!status.success()) {
+          violation(
+              "worker " + std::to_string(worker.incarnation) +
+              " ended unexpectedly: " + status.to_string() +
+              (worker.captured.empty() ? "" : "; it printed: " + worker.captured.substr(0, 500)));
+        }
+        event(worker.incarnation, EventKind::Exit, status.to_string());
+        report_.worker_log.push_back(
+            {worker.incarnation, worker.process.pid(),
+             witness_->worker(worker.incarnation).mapped_base.load(),
+             static_cast<double>(witness_->worker(worker.incarnation).started_ns.load() -
+                                 start_ns_) /
+                 1e9,
+             now_s(), status.to_string(), worker.captured});
+        live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
+        continue;
+      }
+      ++i;
+    }
+    if (live_.empty()) break;
+    if (sys::monotonic_ns() > deadline) {
+      std::string text = "workers did not stop within 5 s of being asked:\n";
+      for (LiveWorker& worker : live_) {
+        text += "worker " + std::to_string(worker.incarnation) + " (pid " +
+                std::to_string(worker.process.pid()) + "):\n" +
+                capture_stack(worker.process.pid()).to_string();
+      }
+      text += "lock holders:\n" + lock_report();
+      report_.diagnostics += text;
+      violation("hang: workers did not stop when asked (stacks in the diagnostics)");
+      for (std::size_t i = live_.size(); i-- > 0;) {
+        kill_worker(i, EventKind::Hang, "did not stop", false);
+        live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+      break;
+    }
+    sys::sleep_ns(1'000'000);
+  }
+}
+
+RunReport Run::execute() {
+  report_.scenario = std::string(scenario_.name());
+  report_.seed = options_.seed;
+  report_.workers = options_.workers;
+  report_.replay_command = replay_command(report_.scenario, options_);
+  witness_segment_ = Segment::create_anonymous(Segment::minimum_size() + sizeof(Witness) + 4096,
+                                               {.register_process = false});
+  witness_ = new (witness_segment_.user_area().data()) Witness();
+  for (const std::string& point : scenario_.fault_points()) {
+    if (find_fault_point(point) == nullptr) {
+      violation("the scenario names fault point \"" + point + "\", which is not compiled in");
+      continue;
+    }
+    witness_->add_point(point);
+  }
+  for (const std::string& point : options_.required_points) witness_->add_point(point);
+  segment_ = Segment::create_anonymous(scenario_.segment_size());
+  scenario_.setup(segment_, *witness_);
+  start_ns_ = sys::monotonic_ns();
+  last_progress_ns_ = start_ns_;
+  next_kill_ns_ = start_ns_ + exponential_ns(random_, options_.kills_per_s);
+  next_stall_ns_ = start_ns_ + exponential_ns(random_, options_.stalls_per_s);
+  for (unsigned i = 0; i < options_.workers; ++i) start_worker();
+
+  for (;;) {
+    double elapsed = now_s();
+    if (options_.max_kills != 0 ? report_.kills >= options_.max_kills
+                                : elapsed >= options_.duration_s)
+      break;
+    if (options_.max_kills != 0 && elapsed >= options_.duration_s * 50) {
+      violation("gave up after " + std::to_string(elapsed) + " s with " +
+                std::to_string(report_.kills) + " kills");
+      break;
+    }
+    poll_workers();
+    scheduled_actions();
+    if (watchdog()) {
+      hung_ = true;
+      break;
+    }
+    std::uint64_t now = sys::monotonic_ns();
+    if (progress_ && now - progress_reported_ns_ > 100'000'000) {
+      progress_reported_ns_ = now;
+      progress_({elapsed, last_operations_, report_.kills, witness_->scenario(kRecoveries).load(),
+                 report_.violations.size()});
+    }
+    sys::sleep_ns(100'000);
+  }
+  if (hung_) {
+    for (std::size_t i = live_.size(); i-- > 0;) {
+      kill_worker(i, EventKind::Hang, "hung", false);
+      live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  } else {
+    finish();
+  }
+  report_.duration_s = now_s();
+  for (std::string& v : scenario_.check(segment_, *witness_, true)) violation(std::move(v));
+  for (std::uint32_t i = 0; i < next_incarnation_; ++i)
+    report_.operations += witness_->worker(i).operations.load();
+  report_.recoveries = witness_->scenario(kRecoveries).load();
+  for (std::uint32_t i = 0; i < witness_->point_count(); ++i) {
+    auto index = static_cast<std::int32_t>(i);
+    report_.fault_points[std::string(witness_->point_name(index))] = {witness_->hits(index),
+                                                                      witness_->kills(index)};
+  }
+  for (const std::string& point : options_.required_points) {
+    const PointCounts& counts = report_.fault_points[point];
+    if (counts.hits == 0) violation("required fault point " + point + " was never reached");
+  }
+  if (progress_) {
+    progress_({report_.duration_s, report_.operations, report_.kills, report_.recoveries,
+               report_.violations.size()});
+  }
+  return report_;
+}
+
+}  // namespace
+
+RunReport Harness::run(Scenario& scenario, const RunOptions& options,
+                       const ProgressCallback& progress) {
+  Run run(scenario, options, progress);
+  return run.execute();
+}
+
+std::string replay_command(const std::string& scenario, const RunOptions& options) {
+  std::ostringstream out;
+  out << options.program << " --scenario " << scenario << " --seed " << options.seed
+      << " --workers " << options.workers;
+  if (options.max_kills != 0) {
+    out << " --kills " << options.max_kills;
+  } else {
+    out << " --duration " << options.duration_s;
+  }
+  if (!options.perturb) out << " --no-perturb";
+  return out.str();
+}
+
+std::string RunReport::summary() const {
+  std::ostringstream out;
+  out << scenario << ": " << operations << " operations, " << kills << " kills, " << recoveries
+      << " recoveries, " << stalls << " stalls in " << duration_s << " s (" << kill_cycles_per_s()
+      << " kill cycles/s), " << violations.size() << " violations\n";
+  for (const std::string& v : violations) out << "  VIOLATION: " << v << "\n";
+  if (!violations.empty()) out << "  replay: " << replay_command << "\n";
+  return out.str();
+}
+
+}  // namespace shmutils::framework

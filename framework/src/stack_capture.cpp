@@ -1,0 +1,124 @@
+#include "shmutils/framework/stack_capture.hpp"
+
+#include <cxxabi.h>
+#include <libunwind-ptrace.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "shmutils/shm/sys.hpp"
+
+namespace shmutils::framework {
+
+namespace {
+
+std::string demangle(const char* name) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(name, nullptr, nullptr, &status),
+                                             std::free);
+  return status == 0 && out ? std::string(out.get()) : std::string(name);
+}
+
+// Seize + interrupt, then wait for the stop; restores the previous state in
+// the destructor (detach lets a running target go on, a stopped one stays).
+class Seized {
+ public:
+  explicit Seized(pid_t tid) : tid_(tid) {
+    if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) == -1) {
+      error_ = std::string("ptrace(PTRACE_SEIZE) refused: ") + std::strerror(errno) +
+               " (ptrace not permitted here; stacks are not captured)";
+      return;
+    }
+    seized_ = true;
+    if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == -1) {
+      error_ = std::string("ptrace(PTRACE_INTERRUPT): ") + std::strerror(errno);
+      return;
+    }
+    int status = 0;
+    pid_t r = sys::retry_eintr([&] { return ::waitpid(tid, &status, __WALL); });
+    if (r == -1 || !WIFSTOPPED(status)) {
+      error_ = "the process ended before its stack could be read";
+      return;
+    }
+    stopped_ = true;
+  }
+  ~Seized() {
+    if (seized_) ::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
+  }
+  Seized(const Seized&) = delete;
+  Seized& operator=(const Seized&) = delete;
+  bool ok() const { return stopped_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  pid_t tid_;
+  bool seized_ = false;
+  bool stopped_ = false;
+  std::string error_;
+};
+
+}  // namespace
+
+StackTrace capture_stack(pid_t tid, std::size_t max_frames) {
+  StackTrace trace;
+  trace.tid = tid;
+  Seized seized(tid);
+  if (!seized.ok()) {
+    trace.error = seized.error();
+    return trace;
+  }
+  unw_addr_space_t space = unw_create_addr_space(&_UPT_accessors, 0);
+  if (space == nullptr) {
+    trace.error = "libunwind: cannot create an address space";
+    return trace;
+  }
+  void* context = _UPT_create(tid);
+  unw_cursor_t cursor;
+  if (context == nullptr || unw_init_remote(&cursor, space, context) != 0) {
+    trace.error = "libunwind: cannot start unwinding the stopped process";
+  } else {
+    do {
+      unw_word_t ip = 0;
+      unw_get_reg(&cursor, UNW_REG_IP, &ip);
+      StackFrame frame;
+      frame.address = static_cast<std::uintptr_t>(ip);
+      char name[512];
+      unw_word_t offset = 0;
+      if (unw_get_proc_name(&cursor, name, sizeof name, &offset) == 0) {
+        frame.function = demangle(name);
+        frame.offset = static_cast<std::uintptr_t>(offset);
+      } else {
+        frame.function = "??";
+      }
+      trace.frames.push_back(std::move(frame));
+    } while (trace.frames.size() < max_frames && unw_step(&cursor) > 0);
+  }
+  if (context != nullptr) _UPT_destroy(context);
+  unw_destroy_addr_space(space);
+  return trace;
+}
+
+std::string StackTrace::to_string() const {
+  if (!error.empty()) return "  (no stack for tid " + std::to_string(tid) + ": " + error + ")\n";
+  std::string text;
+  char line[64];
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    std::snprintf(line, sizeof line, "  #%-2zu 0x%012lx ", i,
+                  static_cast<unsigned long>(frames[i].address));
+    text += line;
+    text += frames[i].function;
+    if (frames[i].function != "??") {
+      std::snprintf(line, sizeof line, "+0x%lx", static_cast<unsigned long>(frames[i].offset));
+      text += line;
+    }
+    text += "\n";
+  }
+  return text;
+}
+
+}  // namespace shmutils::framework
