@@ -206,6 +206,7 @@ class Run {
   std::uint64_t last_progress_ns_ = 0;
   std::uint64_t progress_reported_ns_ = 0;
   bool hung_ = false;
+  bool crashed_ = false;
 };
 
 std::uint64_t exponential_ns(std::mt19937_64& random, double per_s) {
@@ -360,8 +361,10 @@ void Run::poll_workers() {
       violation(what);
       kill_worker(i, EventKind::Crash, what, false);
       report_.kills--;  // a crash is not one of our kills
-      replace(i);
-      continue;
+      witness_->scenario(kKills).fetch_sub(1);
+      live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
+      crashed_ = true;  // a crash is a bug in the code under test: stop and report it
+      return;
     }
     if (state == ChildProcess::State::Ended) {
       drain_output(worker);
@@ -571,6 +574,7 @@ RunReport Run::execute() {
       break;
     }
     poll_workers();
+    if (crashed_) break;
     scheduled_actions();
     if (watchdog()) {
       hung_ = true;

@@ -1,0 +1,194 @@
+// The harness must catch planted bugs — a skipped repair, a non-atomic
+// update, an absolute pointer in shared memory, a hang — and its replay
+// command must reproduce them; correct scenarios must pass.
+#include "shmutils/framework/harness.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <new>
+#include <set>
+
+#include "shmutils/framework/builtin_scenarios.hpp"
+#include "shmutils/shm/sys.hpp"
+
+namespace shmutils::framework {
+namespace {
+
+RunOptions quick_options(std::uint64_t seed) {
+  RunOptions options;
+  options.seed = seed;
+  options.workers = 3;
+  options.duration_s = 1.5;
+  options.watchdog_s = 5;
+  options.victim_stacks_kept = 2;
+  return options;
+}
+
+std::string describe(const RunReport& report) {
+  std::string text = report.summary();
+  if (!report.diagnostics.empty()) text += report.diagnostics;
+  return text;
+}
+
+TEST(HarnessTest, EveryBuiltInScenarioPassesUnderKillsWithItsFaultPointsExercised) {
+  for (auto& scenario : builtin_scenarios()) {
+    RunOptions options = quick_options(42);
+    RunReport report = Harness().run(*scenario, options);
+    SCOPED_TRACE(std::string(scenario->name()));
+    EXPECT_TRUE(report.ok()) << describe(report);
+    EXPECT_GT(report.kills, 10U) << describe(report);
+    EXPECT_GT(report.operations, 0U);
+    std::uint64_t point_kills = 0;
+    for (const auto& [name, counts] : report.fault_points) point_kills += counts.kills;
+    EXPECT_GT(point_kills, 0U) << "no worker died at a planned fault point";
+    EXPECT_FALSE(report.victim_stacks.empty());
+  }
+}
+
+TEST(HarnessTest, WorkersMapTheSegmentAtTheirOwnAddresses) {
+  CounterScenario scenario;
+  RunReport report = Harness().run(scenario, quick_options(7));
+  ASSERT_TRUE(report.ok()) << describe(report);
+  std::set<std::uint64_t> bases;
+  // A worker killed before it finished attaching has no base yet (0).
+  for (const auto& worker : report.worker_log) {
+    if (worker.mapped_base != 0) bases.insert(worker.mapped_base);
+  }
+  EXPECT_GT(bases.size(), report.worker_log.size() / 2) << "bases are random per worker";
+  RunOptions same = quick_options(7);
+  same.perturb = false;
+  RunReport unperturbed = Harness().run(scenario, same);
+  std::set<std::uint64_t> one;
+  for (const auto& worker : unperturbed.worker_log) {
+    if (worker.mapped_base != 0) one.insert(worker.mapped_base);
+  }
+  EXPECT_EQ(one.size(), 1U) << "without perturbation every worker uses the inherited mapping";
+}
+
+TEST(HarnessTest, ASkippedRepairIsCaughtAndItsReplayCatchesItAgain) {
+  CounterScenario broken(CounterScenario::Bug::SkipRepair);
+  RunOptions options = quick_options(1234);
+  RunReport report = Harness().run(broken, options);
+  ASSERT_FALSE(report.ok()) << "a counter whose repair is skipped passed:\n" << describe(report);
+  EXPECT_NE(report.violations.front().find("increments completed"), std::string::npos);
+  EXPECT_NE(report.replay_command.find("--seed 1234"), std::string::npos) << report.replay_command;
+  EXPECT_NE(report.summary().find("replay: "), std::string::npos);
+  RunReport replayed = Harness().run(broken, options);
+  EXPECT_FALSE(replayed.ok()) << "the replay did not reproduce the failure";
+}
+
+TEST(HarnessTest, ANonAtomicCounterUpdateIsCaught) {
+  CounterScenario broken(CounterScenario::Bug::UnlockedIncrement);
+  RunReport report = Harness().run(broken, quick_options(99));
+  ASSERT_FALSE(report.ok()) << describe(report);
+  EXPECT_NE(report.violations.front().find("counter = "), std::string::npos);
+}
+
+// Stores the absolute address (in the harness's mapping) of a value in the
+// segment, and has workers read through it: wrong in any process that maps
+// the segment elsewhere.
+class AbsolutePointerScenario : public Scenario {
+ public:
+  struct Root {
+    std::uint64_t value;
+    std::uint64_t* absolute;  // the planted bug
+  };
+  std::string_view name() const override { return "absolute_pointer"; }
+  std::string_view description() const override { return "stores an absolute pointer (planted bug)"; }
+  std::vector<std::string> fault_points() const override { return {}; }
+  void setup(Segment& segment, Witness&) override {
+    auto* root = new (segment.user_area().data()) Root{7, nullptr};
+    root->absolute = &root->value;
+  }
+  void work(WorkerContext& ctx) override {
+    auto& root = ctx.root<Root>();
+    while (!ctx.should_stop()) {
+      if (*root.absolute != 7) return;
+      ctx.operation_done();
+    }
+  }
+  std::vector<std::string> check(Segment&, Witness&, bool) override { return {}; }
+  std::vector<NamedLockHolder> lock_holders(Segment&) override { return {}; }
+};
+
+TEST(HarnessTest, AnAbsolutePointerInTheSegmentIsCaughtByAddressPerturbation) {
+  AbsolutePointerScenario scenario;
+  RunOptions options = quick_options(5);
+  options.duration_s = 0.5;
+  RunReport report = Harness().run(scenario, options);
+  ASSERT_FALSE(report.ok()) << describe(report);
+  EXPECT_NE(report.violations.front().find("crashed with SIGSEGV"), std::string::npos)
+      << describe(report);
+  EXPECT_NE(report.diagnostics.find("AbsolutePointerScenario::work"), std::string::npos)
+      << "the crash comes with the faulting stack:\n" << report.diagnostics;
+  options.perturb = false;
+  EXPECT_TRUE(Harness().run(scenario, options).ok()) << "without perturbation the bug hides";
+}
+
+// Workers take the lock and stop making progress.
+class HangScenario : public Scenario {
+ public:
+  std::string_view name() const override { return "hang"; }
+  std::string_view description() const override { return "a worker that hangs (planted bug)"; }
+  std::vector<std::string> fault_points() const override { return {}; }
+  void setup(Segment& segment, Witness&) override { new (segment.user_area().data()) Mutex(); }
+  void work(WorkerContext& ctx) override {
+    auto& mutex = ctx.root<Mutex>();
+    MutexGuard guard(mutex);
+    for (;;) ::pause();  // holds the lock forever
+  }
+  std::vector<std::string> check(Segment&, Witness&, bool) override { return {}; }
+  std::vector<NamedLockHolder> lock_holders(Segment& segment) override {
+    return {{"the mutex", Scenario::root<Mutex>(segment).holder()}};
+  }
+};
+
+TEST(HarnessTest, AHangIsCaughtByTheWatchdogWithStacksAndLockHolders) {
+  HangScenario scenario;
+  RunOptions options = quick_options(3);
+  options.duration_s = 30;
+  options.watchdog_s = 1;
+  options.kills_per_s = 0;
+  options.stalls_per_s = 0;
+  std::uint64_t start = sys::monotonic_ns();
+  RunReport report = Harness().run(scenario, options);
+  EXPECT_LT(sys::monotonic_ns() - start, 10'000'000'000ULL) << "the watchdog ended the run";
+  ASSERT_FALSE(report.ok());
+  EXPECT_NE(report.violations.front().find("hang"), std::string::npos) << describe(report);
+  EXPECT_NE(report.diagnostics.find("HangScenario::work"), std::string::npos) << report.diagnostics;
+  EXPECT_NE(report.diagnostics.find("lock the mutex: held by pid"), std::string::npos) << report.diagnostics;
+}
+
+TEST(HarnessTest, ARequiredFaultPointThatIsNeverReachedFailsTheRun) {
+  CounterScenario scenario;
+  RunOptions options = quick_options(11);
+  options.duration_s = 0.3;
+  options.required_points = {"registry.reap.before_free"};
+  RunReport report = Harness().run(scenario, options);
+  ASSERT_FALSE(report.ok());
+  EXPECT_NE(report.violations.back().find("registry.reap.before_free was never reached"),
+            std::string::npos)
+      << describe(report);
+}
+
+TEST(HarnessTest, AFaultPointDeathIsPlannedFromTheSeedAndLandsWhereItWasPlanned) {
+  CounterScenario scenario;
+  RunOptions options = quick_options(2024);
+  options.kills_per_s = 0;  // only planned deaths
+  options.stalls_per_s = 0;
+  options.point_death_share = 1.0;
+  RunReport report = Harness().run(scenario, options);
+  ASSERT_TRUE(report.ok()) << describe(report);
+  std::uint64_t point_kills = 0;
+  for (const auto& [name, counts] : report.fault_points) point_kills += counts.kills;
+  EXPECT_EQ(point_kills, report.kills) << "every kill happened at its planned point";
+  for (const auto& worker : report.worker_log) {
+    if (worker.end.rfind("kill (fault point)", 0) == 0) {
+      EXPECT_NE(worker.end.find(" hit #"), std::string::npos) << worker.end;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace shmutils::framework
