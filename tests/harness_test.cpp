@@ -95,7 +95,9 @@ class AbsolutePointerScenario : public Scenario {
     std::uint64_t* absolute;  // the planted bug
   };
   std::string_view name() const override { return "absolute_pointer"; }
-  std::string_view description() const override { return "stores an absolute pointer (planted bug)"; }
+  std::string_view description() const override {
+    return "stores an absolute pointer (planted bug)";
+  }
   std::vector<std::string> fault_points() const override { return {}; }
   void setup(Segment& segment, Witness&) override {
     auto* root = new (segment.user_area().data()) Root{7, nullptr};
@@ -121,7 +123,8 @@ TEST(HarnessTest, AnAbsolutePointerInTheSegmentIsCaughtByAddressPerturbation) {
   EXPECT_NE(report.violations.front().find("crashed with SIGSEGV"), std::string::npos)
       << describe(report);
   EXPECT_NE(report.diagnostics.find("AbsolutePointerScenario::work"), std::string::npos)
-      << "the crash comes with the faulting stack:\n" << report.diagnostics;
+      << "the crash comes with the faulting stack:\n"
+      << report.diagnostics;
   options.perturb = false;
   EXPECT_TRUE(Harness().run(scenario, options).ok()) << "without perturbation the bug hides";
 }
@@ -157,7 +160,8 @@ TEST(HarnessTest, AHangIsCaughtByTheWatchdogWithStacksAndLockHolders) {
   ASSERT_FALSE(report.ok());
   EXPECT_NE(report.violations.front().find("hang"), std::string::npos) << describe(report);
   EXPECT_NE(report.diagnostics.find("HangScenario::work"), std::string::npos) << report.diagnostics;
-  EXPECT_NE(report.diagnostics.find("lock the mutex: held by pid"), std::string::npos) << report.diagnostics;
+  EXPECT_NE(report.diagnostics.find("lock the mutex: held by pid"), std::string::npos)
+      << report.diagnostics;
 }
 
 TEST(HarnessTest, ARequiredFaultPointThatIsNeverReachedFailsTheRun) {

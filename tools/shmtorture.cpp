@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
   std::string html_path = "shmtorture-report.html";
   std::vector<std::string> required;
   bool quiet = false;
+  double kill_rate = framework::RunOptions{}.kills_per_s;
+  double stall_rate = framework::RunOptions{}.stalls_per_s;
   bool list = false;
   std::vector<std::string> names;
   for (auto& s : framework::builtin_scenarios()) names.emplace_back(s->name());
@@ -67,6 +69,14 @@ int main(int argc, char** argv) {
   app.add_option("--html", html_path, "where to write the HTML timeline")->capture_default_str();
   app.add_option("--require-point", required,
                  "fail unless this fault point was reached (repeatable)");
+  app.add_option("--kill-rate", kill_rate,
+                 "harness-initiated kills per second (random time or lock holder), besides the "
+                 "deaths planned at fault points")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
+  app.add_option("--stall-rate", stall_rate, "SIGSTOP/SIGCONT stalls per second")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
   app.add_flag("-q,--quiet", quiet, "no progress line");
   app.add_flag("--list", list, "list the scenarios and exit");
   CLI11_PARSE(app, argc, argv);
@@ -99,6 +109,8 @@ int main(int argc, char** argv) {
       options.max_kills = kills;
       options.perturb = !no_perturb;
       options.required_points = required;
+      options.kills_per_s = kill_rate;
+      options.stalls_per_s = stall_rate;
       options.program = argv[0];
       framework::Harness harness;
       auto report = harness.run(*scenario, options, [&](const framework::Progress& p) {

@@ -88,7 +88,7 @@ std::vector<std::string> CounterScenario::check(Segment& segment, Witness& witne
   std::optional<MutexGuard> guard =
       final
           ? std::optional<MutexGuard>(std::in_place, root.lock)
-          : lock_until(root.lock, std::chrono::steady_clock::now() + std::chrono::milliseconds(20));
+          : lock_until(root.lock, std::chrono::steady_clock::now() + std::chrono::milliseconds(2));
   if (!guard) return {};
   if (guard->owner_died()) {
     if (bug_ != Bug::SkipRepair) repair(root, witness);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -115,6 +116,10 @@ int worker_main(Scenario& scenario, Segment& inherited, Witness& witness, std::u
   ::dup2(output_fd, STDOUT_FILENO);
   ::dup2(output_fd, STDERR_FILENO);
   ::close(output_fd);
+  // Workers run at a lower priority than the harness: with more busy workers
+  // than cores, the harness would otherwise wait a scheduler slice for every
+  // kill, reap and check, and the kill rate would be the scheduler's.
+  (void)::setpriority(PRIO_PROCESS, 0, options.worker_nice);
   WorkerRecord& record = witness.worker(incarnation);
   g_witness = &witness;
   g_record = &record;
@@ -154,6 +159,8 @@ struct LiveWorker {
   UniqueFd output;
   std::string captured;
   std::uint64_t resume_at_ns = 0;  // stalled until then (0: running)
+  bool dying = false;              // SIGKILLed, not yet reaped
+  std::string death;               // how it was ended, for the log
 };
 
 constexpr std::size_t kOutputKept = 16 << 10;
@@ -180,12 +187,15 @@ class Run {
   void start_worker();
   void drain_output(LiveWorker& worker);
   void kill_worker(std::size_t index, EventKind why, const std::string& detail, bool keep_stack);
-  void replace(std::size_t index);
+  void log_end(LiveWorker& worker, std::string end);
   void after_kill();
+  void handle_crash(std::size_t index);
+  bool reap_or_keep(std::size_t index);  // false when the worker was removed
   void poll_workers();
   void scheduled_actions();
   bool watchdog();
   void finish();
+  void kill_all(const std::string& why);
   void resume_all();
   std::string lock_report();
 
@@ -282,10 +292,12 @@ std::string Run::lock_report() {
   return text;
 }
 
+// Kills without waiting for the victim to finish dying: its exit takes a
+// scheduler slice or two on a busy machine, and the harness has work to do.
+// poll_workers reaps it and runs the checks that need its locks released.
 void Run::kill_worker(std::size_t index, EventKind why, const std::string& detail,
                       bool keep_stack) {
   LiveWorker& worker = live_[index];
-  WorkerRecord& record = witness_->worker(worker.incarnation);
   if (keep_stack && options_.capture_victim_stacks &&
       report_.victim_stacks.size() < options_.victim_stacks_kept) {
     StackTrace trace = capture_stack(worker.process.pid());
@@ -293,30 +305,70 @@ void Run::kill_worker(std::size_t index, EventKind why, const std::string& detai
                                     std::to_string(worker.process.pid()) + "), " + detail + ":\n" +
                                     trace.to_string());
   }
-  sys::kill(worker.process.pid(), SIGKILL);
-  try {
-    worker.process.kill();
-  } catch (const Error&) {  // reaped during stack capture
+  worker.process.signal(SIGKILL);
+  worker.dying = true;
+  worker.death = std::string(to_string(why)) + (detail.empty() ? "" : ": " + detail);
+  if (why != EventKind::Crash && why != EventKind::Hang) {
+    ++report_.kills;
+    witness_->scenario(kKills).fetch_add(1);
   }
-  drain_output(worker);
-  record.ended_ns.store(sys::monotonic_ns());
-  ++report_.kills;
-  witness_->scenario(kKills).fetch_add(1);
   event(worker.incarnation, why, detail);
+}
+
+void Run::log_end(LiveWorker& worker, std::string end) {
+  drain_output(worker);
+  WorkerRecord& record = witness_->worker(worker.incarnation);
+  record.ended_ns.store(sys::monotonic_ns());
   WorkerSummary summary;
   summary.incarnation = worker.incarnation;
   summary.pid = worker.process.pid();
   summary.mapped_base = record.mapped_base.load();
   summary.started_s = static_cast<double>(record.started_ns.load() - start_ns_) / 1e9;
   summary.ended_s = now_s();
-  summary.end = std::string(to_string(why)) + (detail.empty() ? "" : ": " + detail);
+  summary.end = std::move(end);
   summary.output = std::move(worker.captured);
   report_.worker_log.push_back(std::move(summary));
 }
 
-void Run::replace(std::size_t index) {
+void Run::handle_crash(std::size_t index) {
+  LiveWorker& worker = live_[index];
+  WorkerRecord& record = witness_->worker(worker.incarnation);
+  char base[32];
+  std::snprintf(base, sizeof base, "0x%llx",
+                static_cast<unsigned long long>(record.mapped_base.load()));
+  std::string what = "worker " + std::to_string(worker.incarnation) + " (pid " +
+                     std::to_string(worker.process.pid()) + ", segment mapped at " + base +
+                     ") crashed with " +
+                     sys::ExitStatus{false, 0, record.crash_signal.load()}.to_string().substr(10);
+  report_.diagnostics += what + ":\n" + capture_stack(worker.process.pid()).to_string();
+  violation(what);
+  kill_worker(index, EventKind::Crash, what, false);
+  crashed_ = true;  // a crash is a bug in the code under test: stop and report it
+}
+
+// Reaps a worker that ended; false when it was removed from live_.
+bool Run::reap_or_keep(std::size_t index) {
+  LiveWorker& worker = live_[index];
+  drain_output(worker);
+  int stop_signal = 0;
+  ChildProcess::State state = worker.process.poll(&stop_signal);
+  if (state != ChildProcess::State::Ended) return true;
+  const ExitStatus& status = *worker.process.status();
+  if (worker.dying) {
+    log_end(worker, worker.death);
+  } else {
+    if (!status.success()) {
+      violation("worker " + std::to_string(worker.incarnation) +
+                " ended unexpectedly: " + status.to_string() +
+                (worker.captured.empty() ? "" : "; it printed: " + worker.captured.substr(0, 500)));
+    }
+    event(worker.incarnation, EventKind::Exit, status.to_string());
+    log_end(worker, status.to_string());
+  }
+  bool was_killed = worker.dying;
   live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(index));
-  start_worker();
+  if (was_killed) after_kill();  // its locks are released now: check the repair
+  return false;
 }
 
 void Run::after_kill() {
@@ -329,64 +381,36 @@ void Run::after_kill() {
 void Run::poll_workers() {
   for (std::size_t i = 0; i < live_.size();) {
     LiveWorker& worker = live_[i];
+    if (worker.dying) {
+      if (reap_or_keep(i)) ++i;
+      continue;
+    }
     drain_output(worker);
     int stop_signal = 0;
     ChildProcess::State state = worker.process.poll(&stop_signal);
-    WorkerRecord& record = witness_->worker(worker.incarnation);
-    auto recorded = static_cast<WorkerState>(record.state.load(std::memory_order_acquire));
-    if (state == ChildProcess::State::Stopped && recorded == WorkerState::StoppedAtFaultPoint) {
-      std::int32_t point = record.stopped_at_point.load();
-      witness_->kills(point).fetch_add(1);
-      std::string detail = "at " + std::string(witness_->point_name(point)) + " hit #" +
-                           std::to_string(record.planned_hit.load());
-      kill_worker(i, EventKind::KillAtPoint, detail, true);
-      replace(i);
-      after_kill();
-      continue;
-    }
-    if (state == ChildProcess::State::Stopped && recorded == WorkerState::Crashed) {
-      int signal = record.crash_signal.load();
-      StackTrace trace = capture_stack(worker.process.pid());
-      std::string what =
-          "worker " + std::to_string(worker.incarnation) + " (pid " +
-          std::to_string(worker.process.pid()) + ", mapped at 0x" +
-          [&] {
-            char b[32];
-            std::snprintf(b, sizeof b, "%llx",
-                          static_cast<unsigned long long>(record.mapped_base.load()));
-            return std::string(b);
-          }() +
-          ") crashed with " + sys::ExitStatus{false, 0, signal}.to_string().substr(10);
-      report_.diagnostics += what + ":\n" + trace.to_string();
-      violation(what);
-      kill_worker(i, EventKind::Crash, what, false);
-      report_.kills--;  // a crash is not one of our kills
-      witness_->scenario(kKills).fetch_sub(1);
-      live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
-      crashed_ = true;  // a crash is a bug in the code under test: stop and report it
-      return;
-    }
     if (state == ChildProcess::State::Ended) {
-      drain_output(worker);
-      const ExitStatus& status = *worker.process.status();
-      record.ended_ns.store(sys::monotonic_ns());
-      std::string detail = status.to_string();
-      if (!status.success()) {
-        violation(
-            "worker " + std::to_string(worker.incarnation) + " ended unexpectedly: " + detail +
-            (worker.captured.empty() ? "" : "; it printed: " + worker.captured.substr(0, 500)));
-      }
-      event(worker.incarnation, EventKind::Exit, detail);
-      WorkerSummary summary{worker.incarnation,
-                            worker.process.pid(),
-                            record.mapped_base.load(),
-                            static_cast<double>(record.started_ns.load() - start_ns_) / 1e9,
-                            now_s(),
-                            detail,
-                            worker.captured};
-      report_.worker_log.push_back(std::move(summary));
-      replace(i);
+      bool finished_early =
+          worker.process.status()->success() && witness_->scenario(kStopFlag).load() == 0;
+      reap_or_keep(i);
+      if (finished_early) start_worker();
       continue;
+    }
+    if (state == ChildProcess::State::Stopped) {
+      WorkerRecord& record = witness_->worker(worker.incarnation);
+      auto recorded = static_cast<WorkerState>(record.state.load(std::memory_order_acquire));
+      if (recorded == WorkerState::Crashed) {
+        handle_crash(i);
+        return;
+      }
+      if (recorded == WorkerState::StoppedAtFaultPoint) {
+        std::int32_t point = record.stopped_at_point.load();
+        witness_->kills(point).fetch_add(1);
+        kill_worker(i, EventKind::KillAtPoint,
+                    "at " + std::string(witness_->point_name(point)) + " hit #" +
+                        std::to_string(record.planned_hit.load()),
+                    true);
+        if (witness_->scenario(kStopFlag).load() == 0) start_worker();
+      }
     }
     ++i;
   }
@@ -411,7 +435,7 @@ void Run::scheduled_actions() {
       for (const NamedLockHolder& lock : scenario_.lock_holders(segment_)) {
         for (std::size_t i = 0; i < live_.size(); ++i) {
           if (lock.holder.pid != 0 && live_[i].process.pid() == lock.holder.pid &&
-              live_[i].resume_at_ns == 0) {
+              live_[i].resume_at_ns == 0 && !live_[i].dying) {
             victim = i;
             detail = "holder of " + lock.lock;
           }
@@ -421,12 +445,12 @@ void Run::scheduled_actions() {
     if (!victim) {
       by_holder = false;
       victim = std::uniform_int_distribution<std::size_t>(0, live_.size() - 1)(random_);
-      if (live_[*victim].resume_at_ns != 0) victim.reset();  // leave stalled ones be
+      // Leave stalled and dying ones be.
+      if (live_[*victim].resume_at_ns != 0 || live_[*victim].dying) victim.reset();
     }
     if (victim) {
       kill_worker(*victim, by_holder ? EventKind::KillHolder : EventKind::KillRandom, detail, true);
-      replace(*victim);
-      after_kill();
+      start_worker();
     }
   }
   if (now >= next_stall_ns_ && !live_.empty()) {
@@ -484,39 +508,21 @@ void Run::finish() {
   while (!live_.empty()) {
     for (std::size_t i = 0; i < live_.size();) {
       LiveWorker& worker = live_[i];
-      drain_output(worker);
-      int stop_signal = 0;
-      ChildProcess::State state = worker.process.poll(&stop_signal);
-      if (state == ChildProcess::State::Stopped) {
-        // It reached its planned point while finishing: kill it as planned.
-        WorkerRecord& record = witness_->worker(worker.incarnation);
-        std::int32_t point = record.stopped_at_point.load();
-        if (point >= 0) witness_->kills(point).fetch_add(1);
-        kill_worker(i, EventKind::KillAtPoint, "at " + std::string(witness_->point_name(point)),
-                    false);
-        live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
-        continue;
-      }
-      if (state == ChildProcess::State::Ended) {
-        const ExitStatus& status = *worker.process.status();
-        if (!status.success()) {
-          violation(
-              "worker " + std::to_string(worker.incarnation) +
-              " ended unexpectedly: " + status.to_string() +
-              (worker.captured.empty() ? "" : "; it printed: " + worker.captured.substr(0, 500)));
+      if (!worker.dying) {
+        int stop_signal = 0;
+        if (worker.process.poll(&stop_signal) == ChildProcess::State::Stopped) {
+          WorkerRecord& record = witness_->worker(worker.incarnation);
+          if (static_cast<WorkerState>(record.state.load()) == WorkerState::Crashed) {
+            handle_crash(i);
+          } else {  // it reached its planned point while finishing: kill it as planned
+            std::int32_t point = record.stopped_at_point.load();
+            if (point >= 0) witness_->kills(point).fetch_add(1);
+            kill_worker(i, EventKind::KillAtPoint, "at " + std::string(witness_->point_name(point)),
+                        false);
+          }
         }
-        event(worker.incarnation, EventKind::Exit, status.to_string());
-        report_.worker_log.push_back(
-            {worker.incarnation, worker.process.pid(),
-             witness_->worker(worker.incarnation).mapped_base.load(),
-             static_cast<double>(witness_->worker(worker.incarnation).started_ns.load() -
-                                 start_ns_) /
-                 1e9,
-             now_s(), status.to_string(), worker.captured});
-        live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
-        continue;
       }
-      ++i;
+      if (reap_or_keep(i)) ++i;
     }
     if (live_.empty()) break;
     if (sys::monotonic_ns() > deadline) {
@@ -529,14 +535,25 @@ void Run::finish() {
       text += "lock holders:\n" + lock_report();
       report_.diagnostics += text;
       violation("hang: workers did not stop when asked (stacks in the diagnostics)");
-      for (std::size_t i = live_.size(); i-- > 0;) {
-        kill_worker(i, EventKind::Hang, "did not stop", false);
-        live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
-      }
+      kill_all("did not stop");
       break;
     }
     sys::sleep_ns(1'000'000);
   }
+}
+
+void Run::kill_all(const std::string& why) {
+  for (std::size_t i = 0; i < live_.size(); ++i) {
+    if (!live_[i].dying) kill_worker(i, EventKind::Hang, why, false);
+  }
+  for (LiveWorker& worker : live_) {
+    try {
+      worker.process.kill();
+    } catch (const Error&) {
+    }
+    log_end(worker, worker.death);
+  }
+  live_.clear();
 }
 
 RunReport Run::execute() {
@@ -589,10 +606,7 @@ RunReport Run::execute() {
     sys::sleep_ns(100'000);
   }
   if (hung_) {
-    for (std::size_t i = live_.size(); i-- > 0;) {
-      kill_worker(i, EventKind::Hang, "hung", false);
-      live_.erase(live_.begin() + static_cast<std::ptrdiff_t>(i));
-    }
+    kill_all("hung");
   } else {
     finish();
   }

@@ -27,7 +27,8 @@ SHMUTILS_FAULT_POINT(fp_queue_slot_written, "scenario.queue.slot_written");
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr auto kCheckWait = std::chrono::milliseconds(20);
+// Checks while workers run never wait long: a worker may be stopped holding the lock.
+constexpr auto kCheckWait = std::chrono::milliseconds(2);
 constexpr std::size_t kWrites = 7;  // in_flight word: this worker's completed writes
 constexpr std::size_t kTornReads = kFirstScenarioWord;
 

@@ -45,6 +45,7 @@ struct RunOptions {
   double kills_per_s = 400;  // harness-initiated kills (random time / lock holder)
   double stalls_per_s = 5;
   double watchdog_s = 5;
+  int worker_nice = 10;  // workers yield the CPU to the harness (see harness.cpp)
   std::size_t victim_stacks_kept = 8;
   bool capture_victim_stacks = true;
   std::vector<std::string> required_points;  // fail the run if any was never hit
