@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 
 #include "shmutils/shm/sys.hpp"
 
@@ -62,6 +64,49 @@ class Seized {
   std::string error_;
 };
 
+// Symbol names are looked up in the target's ELF files, which libunwind maps
+// and searches for every frame: milliseconds for a large binary. The names of
+// a code address depend only on the file and the offset in it, so they are
+// cached by (file, offset) for the life of this process.
+struct Region {
+  std::uintptr_t start;
+  std::uintptr_t end;
+  std::uintptr_t offset;
+  std::string path;
+};
+
+std::vector<Region> code_regions(pid_t tid) {
+  std::vector<Region> regions;
+  std::string path = "/proc/" + std::to_string(tid) + "/maps";
+  std::FILE* maps = std::fopen(path.c_str(), "re");
+  if (maps == nullptr) return regions;
+  char line[1024];
+  while (std::fgets(line, sizeof line, maps) != nullptr) {
+    unsigned long start = 0, end = 0, offset = 0;
+    char perms[8] = {};
+    int name_at = 0;
+    if (std::sscanf(line, "%lx-%lx %7s %lx %*s %*s %n", &start, &end, perms, &offset, &name_at) < 4)
+      continue;
+    if (perms[2] != 'x' || name_at == 0) continue;
+    std::string name(line + name_at);
+    while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+    if (name.empty() || name.front() != '/') continue;  // anonymous or [vdso]: not cacheable
+    regions.push_back({start, end, offset, name});
+  }
+  std::fclose(maps);
+  return regions;
+}
+
+std::mutex g_symbol_mutex;
+std::unordered_map<std::string, std::pair<std::string, std::uintptr_t>> g_symbols;
+
+std::string symbol_key(const std::vector<Region>& regions, std::uintptr_t ip) {
+  for (const Region& r : regions) {
+    if (ip >= r.start && ip < r.end) return r.path + "+" + std::to_string(ip - r.start + r.offset);
+  }
+  return {};
+}
+
 }  // namespace
 
 StackTrace capture_stack(pid_t tid, std::size_t max_frames) {
@@ -73,6 +118,7 @@ StackTrace capture_stack(pid_t tid, std::size_t max_frames) {
     return trace;
   }
   unw_addr_space_t space = unw_create_addr_space(&_UPT_accessors, 0);
+  if (space != nullptr) unw_set_caching_policy(space, UNW_CACHE_PER_THREAD);
   if (space == nullptr) {
     trace.error = "libunwind: cannot create an address space";
     return trace;
@@ -82,18 +128,35 @@ StackTrace capture_stack(pid_t tid, std::size_t max_frames) {
   if (context == nullptr || unw_init_remote(&cursor, space, context) != 0) {
     trace.error = "libunwind: cannot start unwinding the stopped process";
   } else {
+    std::vector<Region> regions = code_regions(tid);
     do {
       unw_word_t ip = 0;
       unw_get_reg(&cursor, UNW_REG_IP, &ip);
       StackFrame frame;
       frame.address = static_cast<std::uintptr_t>(ip);
-      char name[512];
-      unw_word_t offset = 0;
-      if (unw_get_proc_name(&cursor, name, sizeof name, &offset) == 0) {
-        frame.function = demangle(name);
-        frame.offset = static_cast<std::uintptr_t>(offset);
-      } else {
-        frame.function = "??";
+      std::string key = symbol_key(regions, frame.address);
+      bool found = false;
+      if (!key.empty()) {
+        std::lock_guard lock(g_symbol_mutex);
+        if (auto it = g_symbols.find(key); it != g_symbols.end()) {
+          frame.function = it->second.first;
+          frame.offset = it->second.second;
+          found = true;
+        }
+      }
+      if (!found) {
+        char name[512];
+        unw_word_t offset = 0;
+        if (unw_get_proc_name(&cursor, name, sizeof name, &offset) == 0) {
+          frame.function = demangle(name);
+          frame.offset = static_cast<std::uintptr_t>(offset);
+        } else {
+          frame.function = "??";
+        }
+        if (!key.empty()) {
+          std::lock_guard lock(g_symbol_mutex);
+          g_symbols.emplace(key, std::make_pair(frame.function, frame.offset));
+        }
       }
       trace.frames.push_back(std::move(frame));
     } while (trace.frames.size() < max_frames && unw_step(&cursor) > 0);
