@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <random>
 
 #include "report_writer.hpp"
@@ -32,6 +33,11 @@ bool write_file(const std::string& path, const std::string& text) {
 
 int main(int argc, char** argv) {
   using namespace shmutils;
+  // Spawn-mode workers are this program, exec'd with a worker argv.
+  if (int status = framework::run_spawned_worker(argc, argv, &framework::make_builtin_scenario);
+      status >= 0) {
+    return status;
+  }
   CLI::App app{
       "shmtorture: runs shmutils' fault-injection harness on the built-in scenarios and reports.\n"
       "With no arguments: every scenario for about 20 s in all, a live progress line, a summary\n"
@@ -50,6 +56,8 @@ int main(int argc, char** argv) {
   double kill_rate = framework::RunOptions{}.kills_per_s;
   double stall_rate = framework::RunOptions{}.stalls_per_s;
   bool list = false;
+  std::string mode = "fork";
+  std::string replay;
   std::vector<std::string> names;
   for (auto& s : framework::builtin_scenarios()) names.emplace_back(s->name());
   app.add_option("-s,--scenario", scenarios, "scenario(s) to run (default: all)")
@@ -64,6 +72,10 @@ int main(int argc, char** argv) {
                  "stop each scenario after this many kills instead of a duration")
       ->check(CLI::Range(1ULL, 10'000'000ULL));
   app.add_flag("--no-perturb", no_perturb, "map the segment at the same address in every worker");
+  app.add_option("-m,--mode", mode, "fork workers from this process, or spawn (exec) them")
+      ->check(CLI::IsMember({"fork", "spawn"}))
+      ->capture_default_str();
+
   app.add_option("--seed", seed, "the seed every kill plan derives from (printed; replays a run)");
   app.add_option("--json", json_path, "where to write the JSON report")->capture_default_str();
   app.add_option("--html", html_path, "where to write the HTML timeline")->capture_default_str();
@@ -79,6 +91,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("-q,--quiet", quiet, "no progress line");
   app.add_flag("--list", list, "list the scenarios and exit");
+  app.add_option("--replay", replay, "replay a failed run from the token it printed")
+      ->excludes("--scenario", "--seed", "--workers", "--duration", "--kills", "--mode",
+                 "--kill-rate", "--stall-rate", "--no-perturb");
   CLI11_PARSE(app, argc, argv);
 
   if (list) {
@@ -87,6 +102,22 @@ int main(int argc, char** argv) {
                   std::string(s->description()).c_str());
     }
     return 0;
+  }
+  std::optional<framework::ReplaySpec> replayed;
+  if (!replay.empty()) {
+    try {
+      replayed = framework::parse_replay_token(replay);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "shmtorture: %s\n", e.what());
+      return 2;
+    }
+    if (!framework::make_builtin_scenario(replayed->scenario)) {
+      std::fprintf(stderr, "shmtorture: the replay token names an unknown scenario %s\n",
+                   replayed->scenario.c_str());
+      return 2;
+    }
+    scenarios = {replayed->scenario};
+    seed = replayed->options.seed;
   }
   if (scenarios.empty()) scenarios = names;
   if (duration == 0) duration = 20.0 / static_cast<double>(scenarios.size());
@@ -108,9 +139,11 @@ int main(int argc, char** argv) {
       options.duration_s = duration;
       options.max_kills = kills;
       options.perturb = !no_perturb;
-      options.required_points = required;
       options.kills_per_s = kill_rate;
       options.stalls_per_s = stall_rate;
+      options.mode = mode == "spawn" ? framework::WorkerMode::Spawn : framework::WorkerMode::Fork;
+      if (replayed) options = replayed->options;
+      options.required_points = required;
       options.program = argv[0];
       framework::Harness harness;
       auto report = harness.run(*scenario, options, [&](const framework::Progress& p) {

@@ -36,8 +36,9 @@ ChildProcess ChildProcess::fork(const std::function<int()>& body) {
 }
 
 ChildProcess ChildProcess::spawn(const std::string& path, const std::vector<std::string>& argv,
-                                 const std::vector<std::string>* environment) {
-  return ChildProcess(sys::spawn(path, argv, environment));
+                                 const std::vector<std::string>* environment,
+                                 const std::vector<std::pair<int, int>>& redirect) {
+  return ChildProcess(sys::spawn(path, argv, environment, redirect));
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept

@@ -85,10 +85,9 @@ void install_crash_handlers() {
     ::sigaction(signal, &action, nullptr);
 }
 
-// Maps the segment again at a random base and guards the inherited range.
-Segment attach_perturbed(Segment& inherited, std::mt19937_64& random) {
-  std::byte* old_base = inherited.base();
-  std::size_t old_size = inherited.mapped_size();
+// Attaches with `attach(options)` at a random 2 MiB aligned base.
+template <class Attach>
+Segment attach_at_random_base(std::mt19937_64& random, Attach&& attach) {
   constexpr std::uintptr_t kLow = 0x100000000000ULL;   // 16 TiB
   constexpr std::uintptr_t kHigh = 0x600000000000ULL;  // 96 TiB
   constexpr std::uintptr_t kAlign = 2 << 20;
@@ -99,11 +98,7 @@ Segment attach_perturbed(Segment& inherited, std::mt19937_64& random) {
     try {
       SegmentOptions options;
       options.address_hint = reinterpret_cast<void*>(base);
-      Segment moved = Segment::adopt(ShmObject::adopt(sys::dup_cloexec(inherited.fd(), "segment"),
-                                                      inherited.name(), true, true),
-                                     options);
-      sys::mprotect(old_base, old_size, PROT_NONE, "inherited segment range");
-      return moved;
+      return attach(options);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::AlreadyExists) throw;
     }
@@ -111,28 +106,34 @@ Segment attach_perturbed(Segment& inherited, std::mt19937_64& random) {
   throw Error(ErrorKind::OutOfMemory, "segment", "perturb", "no free random base found");
 }
 
-int worker_main(Scenario& scenario, Segment& inherited, Witness& witness, std::uint32_t incarnation,
-                const RunOptions& options, int output_fd) {
-  ::dup2(output_fd, STDOUT_FILENO);
-  ::dup2(output_fd, STDERR_FILENO);
-  ::close(output_fd);
+// Maps the segment again at a random base and guards the inherited range, so
+// a stale absolute pointer into it faults at once.
+Segment attach_perturbed(Segment& inherited, std::mt19937_64& random) {
+  Segment moved = attach_at_random_base(random, [&](const SegmentOptions& options) {
+    return Segment::adopt(
+        ShmObject::adopt(sys::dup_cloexec(inherited.fd(), "segment"), inherited.name(), true, true),
+        options);
+  });
+  sys::mprotect(inherited.base(), inherited.mapped_size(), PROT_NONE, "inherited segment range");
+  return moved;
+}
+
+std::uint64_t worker_seed(std::uint64_t seed, std::uint32_t incarnation) {
+  return seed ^ (0x9E3779B97F4A7C15ULL * (incarnation + 1));
+}
+
+// Everything a worker does once its segment is attached, in either mode.
+int run_worker(Scenario& scenario, Segment& segment, Witness& witness, std::uint32_t incarnation,
+               std::uint64_t seed, int nice) {
   // Workers run at a lower priority than the harness: with more busy workers
   // than cores, the harness would otherwise wait a scheduler slice for every
   // kill, reap and check, and the kill rate would be the scheduler's.
-  (void)::setpriority(PRIO_PROCESS, 0, options.worker_nice);
+  (void)::setpriority(PRIO_PROCESS, 0, nice);
   WorkerRecord& record = witness.worker(incarnation);
   g_witness = &witness;
   g_record = &record;
   install_crash_handlers();
-  std::uint64_t seed = options.seed ^ (0x9E3779B97F4A7C15ULL * (incarnation + 1));
-  std::mt19937_64 random(seed);
-  Segment perturbed;
-  Segment* segment = &inherited;
-  if (options.perturb) {
-    perturbed = attach_perturbed(inherited, random);
-    segment = &perturbed;
-  }
-  record.mapped_base.store(reinterpret_cast<std::uintptr_t>(segment->base()));
+  record.mapped_base.store(reinterpret_cast<std::uintptr_t>(segment.base()));
   g_point_count = 0;
   for (std::uint32_t i = 0; i < witness.point_count(); ++i) {
     FaultPoint* point = find_fault_point(witness.point_name(static_cast<std::int32_t>(i)));
@@ -144,11 +145,34 @@ int worker_main(Scenario& scenario, Segment& inherited, Witness& witness, std::u
   g_planned_hit = record.planned_hit.load();
   record.state.store(static_cast<std::uint32_t>(WorkerState::Running), std::memory_order_release);
   set_fault_hook(&worker_fault_hook);
-  WorkerContext context(*segment, witness, incarnation, seed);
+  WorkerContext context(segment, witness, incarnation, seed);
   scenario.work(context);
   set_fault_hook(nullptr);
   record.state.store(static_cast<std::uint32_t>(WorkerState::Finished), std::memory_order_release);
   return 0;
+}
+
+int fork_worker_main(Scenario& scenario, Segment& inherited, Witness& witness,
+                     std::uint32_t incarnation, const RunOptions& options, int output_fd) {
+  ::dup2(output_fd, STDOUT_FILENO);
+  ::dup2(output_fd, STDERR_FILENO);
+  ::close(output_fd);
+  std::uint64_t seed = worker_seed(options.seed, incarnation);
+  std::mt19937_64 random(seed);
+  if (!options.perturb) {
+    return run_worker(scenario, inherited, witness, incarnation, seed, options.worker_nice);
+  }
+  Segment perturbed = attach_perturbed(inherited, random);
+  return run_worker(scenario, perturbed, witness, incarnation, seed, options.worker_nice);
+}
+
+constexpr std::string_view kWorkerFlag = "--shmutils-worker";
+
+std::string self_program() {
+  char path[4096];
+  ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n <= 0) throw_errno("/proc/self/exe", "readlink", errno);
+  return std::string(path, static_cast<std::size_t>(n));
 }
 
 // ---------------------------------------------------------------- harness side
@@ -217,6 +241,9 @@ class Run {
   std::uint64_t progress_reported_ns_ = 0;
   bool hung_ = false;
   bool crashed_ = false;
+  std::string worker_program_;      // spawn mode
+  std::string witness_descriptor_;  // spawn mode: inheritable descriptors
+  std::string segment_descriptor_;
 };
 
 std::uint64_t exponential_ns(std::mt19937_64& random, double per_s) {
@@ -256,9 +283,29 @@ void Run::start_worker() {
   int out = write_end.get();
   LiveWorker worker;
   worker.incarnation = incarnation;
-  worker.process = ChildProcess::fork([&scenario, &segment, &witness, incarnation, &options, out] {
-    return worker_main(scenario, segment, witness, incarnation, options, out);
-  });
+  if (options_.mode == WorkerMode::Spawn) {
+    char base[32];
+    std::snprintf(
+        base, sizeof base, "%llx",
+        static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(segment_.base())));
+    std::vector<std::string> argv{worker_program_,
+                                  std::string(kWorkerFlag),
+                                  std::string(scenario_.name()),
+                                  std::to_string(incarnation),
+                                  std::to_string(options_.seed),
+                                  options_.perturb ? "1" : "0",
+                                  std::to_string(options_.worker_nice),
+                                  witness_descriptor_,
+                                  segment_descriptor_,
+                                  base,
+                                  std::to_string(segment_.mapped_size())};
+    worker.process = ChildProcess::spawn(worker_program_, argv, nullptr, {{out, 1}, {out, 2}});
+  } else {
+    worker.process =
+        ChildProcess::fork([&scenario, &segment, &witness, incarnation, &options, out] {
+          return fork_worker_main(scenario, segment, witness, incarnation, options, out);
+        });
+  }
   record.pid.store(worker.process.pid());
   worker.output = std::move(read_end);
   event(incarnation, EventKind::Start, "pid " + std::to_string(worker.process.pid()));
@@ -574,6 +621,11 @@ RunReport Run::execute() {
   for (const std::string& point : options_.required_points) witness_->add_point(point);
   segment_ = Segment::create_anonymous(scenario_.segment_size());
   scenario_.setup(segment_, *witness_);
+  if (options_.mode == WorkerMode::Spawn) {
+    worker_program_ = options_.worker_program.empty() ? self_program() : options_.worker_program;
+    witness_descriptor_ = witness_segment_.inheritable_descriptor().to_string();
+    segment_descriptor_ = segment_.inheritable_descriptor().to_string();
+  }
   start_ns_ = sys::monotonic_ns();
   last_progress_ns_ = start_ns_;
   next_kill_ns_ = start_ns_ + exponential_ns(random_, options_.kills_per_s);
@@ -633,23 +685,131 @@ RunReport Run::execute() {
 
 }  // namespace
 
+int run_spawned_worker(int argc, char** argv, const ScenarioFactory& make) {
+  if (argc < 2 || argv[1] != kWorkerFlag) return -1;
+  try {
+    sys::set_parent_death_signal(SIGKILL);  // posix_spawn could not set it for us
+    if (argc != 11) {
+      std::fprintf(stderr, "shmutils worker: expected 9 arguments after %s\n", argv[1]);
+      return 64;
+    }
+    std::unique_ptr<Scenario> scenario = make(argv[2]);
+    if (!scenario) {
+      std::fprintf(stderr, "shmutils worker: unknown scenario %s\n", argv[2]);
+      return 64;
+    }
+    auto incarnation = static_cast<std::uint32_t>(std::stoul(argv[3]));
+    std::uint64_t seed = worker_seed(std::stoull(argv[4]), incarnation);
+    bool perturb = std::string_view(argv[5]) == "1";
+    int nice = std::stoi(argv[6]);
+    Segment witness_segment =
+        Segment::attach(std::string_view(argv[7]), {.register_process = false});
+    auto* witness = reinterpret_cast<Witness*>(witness_segment.user_area().data());
+    SegmentDescriptor descriptor = SegmentDescriptor::parse(argv[8]);
+    std::mt19937_64 random(seed);
+    Mapping guard;
+    if (perturb) {
+      // Reserve the harness's range here too: a pointer valid only there faults.
+      void* parent_base = reinterpret_cast<void*>(std::stoull(argv[9], nullptr, 16));
+      try {
+        guard = Mapping::map({.size = std::stoull(argv[10]),
+                              .protection = Protection::None,
+                              .flags = MapFlags::Private | MapFlags::FixedNoReplace,
+                              .hint = parent_base,
+                              .name = "harness range guard"});
+      } catch (const Error&) {  // something already lives there: nothing can map over it either
+      }
+      Segment segment = attach_at_random_base(random, [&](const SegmentOptions& options) {
+        return Segment::attach(descriptor, options);
+      });
+      return run_worker(*scenario, segment, *witness, incarnation, seed, nice);
+    }
+    Segment segment = Segment::attach(descriptor);
+    return run_worker(*scenario, segment, *witness, incarnation, seed, nice);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shmutils worker: %s\n", e.what());
+    return 70;
+  }
+}
+
 RunReport Harness::run(Scenario& scenario, const RunOptions& options,
                        const ProgressCallback& progress) {
   Run run(scenario, options, progress);
   return run.execute();
 }
 
-std::string replay_command(const std::string& scenario, const RunOptions& options) {
+std::string replay_token(const std::string& scenario, const RunOptions& options) {
   std::ostringstream out;
-  out << options.program << " --scenario " << scenario << " --seed " << options.seed
-      << " --workers " << options.workers;
-  if (options.max_kills != 0) {
-    out << " --kills " << options.max_kills;
-  } else {
-    out << " --duration " << options.duration_s;
-  }
-  if (!options.perturb) out << " --no-perturb";
+  out << "shmutils1:" << scenario << ":seed=" << options.seed << ":workers=" << options.workers
+      << ":kills=" << options.max_kills << ":duration=" << options.duration_s
+      << ":perturb=" << (options.perturb ? 1 : 0)
+      << ":mode=" << (options.mode == WorkerMode::Spawn ? "spawn" : "fork")
+      << ":kill_rate=" << options.kills_per_s << ":stall_rate=" << options.stalls_per_s
+      << ":point_share=" << options.point_death_share << ":max_hit=" << options.max_planned_hit;
   return out.str();
+}
+
+ReplaySpec parse_replay_token(std::string_view token) {
+  auto bad = [&](const std::string& why) -> ReplaySpec {
+    throw Error(ErrorKind::InvalidArgument, "replay token \"" + std::string(token) + "\"", "parse",
+                why);
+  };
+  constexpr std::string_view kPrefix = "shmutils1:";
+  if (token.substr(0, kPrefix.size()) != kPrefix) return bad("does not start with shmutils1:");
+  std::vector<std::string> parts;
+  std::string current;
+  for (char c : token.substr(kPrefix.size())) {
+    if (c == ':') {
+      parts.push_back(current);
+      current.clear();
+    } else {
+      current += c;
+    }
+  }
+  parts.push_back(current);
+  if (parts.size() < 2 || parts[0].empty()) return bad("no scenario name");
+  ReplaySpec spec;
+  spec.scenario = parts[0];
+  try {
+    for (std::size_t i = 1; i < parts.size(); ++i) {
+      std::size_t eq = parts[i].find('=');
+      if (eq == std::string::npos) return bad("field without '=': " + parts[i]);
+      std::string key = parts[i].substr(0, eq);
+      std::string value = parts[i].substr(eq + 1);
+      RunOptions& o = spec.options;
+      if (key == "seed")
+        o.seed = std::stoull(value);
+      else if (key == "workers")
+        o.workers = static_cast<unsigned>(std::stoul(value));
+      else if (key == "kills")
+        o.max_kills = std::stoull(value);
+      else if (key == "duration")
+        o.duration_s = std::stod(value);
+      else if (key == "perturb")
+        o.perturb = value == "1";
+      else if (key == "mode") {
+        if (value != "fork" && value != "spawn") return bad("mode must be fork or spawn");
+        o.mode = value == "spawn" ? WorkerMode::Spawn : WorkerMode::Fork;
+      } else if (key == "kill_rate")
+        o.kills_per_s = std::stod(value);
+      else if (key == "stall_rate")
+        o.stalls_per_s = std::stod(value);
+      else if (key == "point_share")
+        o.point_death_share = std::stod(value);
+      else if (key == "max_hit")
+        o.max_planned_hit = std::stoull(value);
+      else
+        return bad("unknown field " + key);
+    }
+  } catch (const std::logic_error&) {  // stoull & co on a non-number
+    return bad("a field is not a number");
+  }
+  if (spec.options.workers == 0) return bad("workers must be at least 1");
+  return spec;
+}
+
+std::string replay_command(const std::string& scenario, const RunOptions& options) {
+  return options.program + " --replay " + replay_token(scenario, options);
 }
 
 std::string RunReport::summary() const {

@@ -297,7 +297,8 @@ ExitStatus wait(pid_t pid) {
 }
 
 pid_t spawn(const std::string& path, const std::vector<std::string>& argv,
-            const std::vector<std::string>* envp) {
+            const std::vector<std::string>* envp,
+            const std::vector<std::pair<int, int>>& redirect) {
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -307,9 +308,19 @@ pid_t spawn(const std::string& path, const std::vector<std::string>& argv,
     for (const auto& e : *envp) env.push_back(const_cast<char*>(e.c_str()));
     env.push_back(nullptr);
   }
+  posix_spawn_file_actions_t actions;
+  check_rc("program \"" + path + "\"", "posix_spawn_file_actions_init",
+           ::posix_spawn_file_actions_init(&actions));
+  int rc = 0;
+  for (const auto& [from, to] : redirect) {
+    if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&actions, from, to);
+  }
   pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, path.c_str(), nullptr, nullptr, args.data(),
-                         envp != nullptr ? env.data() : environ);
+  if (rc == 0) {
+    rc = ::posix_spawn(&pid, path.c_str(), &actions, nullptr, args.data(),
+                       envp != nullptr ? env.data() : environ);
+  }
+  ::posix_spawn_file_actions_destroy(&actions);
   check_rc("program \"" + path + "\"", "posix_spawn", rc);
   return pid;
 }

@@ -30,8 +30,12 @@ using ExitStatus = sys::ExitStatus;
 class ChildProcess {
  public:
   static ChildProcess fork(const std::function<int()>& body);
+  // Exec's `path`; `redirect` maps fds of this process onto the child's
+  // (e.g. {pipe, 1}). The child should set its own PR_SET_PDEATHSIG (posix_spawn
+  // cannot): run_spawned_worker does.
   static ChildProcess spawn(const std::string& path, const std::vector<std::string>& argv,
-                            const std::vector<std::string>* environment = nullptr);
+                            const std::vector<std::string>* environment = nullptr,
+                            const std::vector<std::pair<int, int>>& redirect = {});
 
   ChildProcess() = default;
   ChildProcess(ChildProcess&& other) noexcept;

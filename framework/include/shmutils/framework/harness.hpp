@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,17 @@
 
 namespace shmutils::framework {
 
+enum class WorkerMode {
+  Fork,   // forked from the harness: inherits the mappings (then perturbed)
+  Spawn,  // exec'd worker program that attaches from descriptors in argv
+};
+
 struct RunOptions {
   std::uint64_t seed = 1;
+  WorkerMode mode = WorkerMode::Fork;
+  // Spawn mode: the program to exec; it must call run_spawned_worker first
+  // thing in main. Empty: this program (/proc/self/exe).
+  std::string worker_program;
   unsigned workers = 4;
   double duration_s = 4.0;      // stop after this long ...
   std::uint64_t max_kills = 0;  // ... or this many kills (0: no limit)
@@ -127,7 +137,23 @@ class Harness {
                 const ProgressCallback& progress = {});
 };
 
-// The command that replays a run: same scenario, seed and plan options.
+// In a program used as a spawn-mode worker: call first in main(). Returns -1
+// when argv is not a worker invocation (carry on as usual), else the exit
+// status the program must return. `make` builds the scenario named in argv.
+using ScenarioFactory = std::function<std::unique_ptr<Scenario>(std::string_view name)>;
+int run_spawned_worker(int argc, char** argv, const ScenarioFactory& make);
+
+// A run's replay token: the scenario and every plan option, in one word
+// ("shmutils1:counter:seed=42:workers=4:..."), and its inverse (throws
+// InvalidArgument on a malformed token).
+std::string replay_token(const std::string& scenario, const RunOptions& options);
+struct ReplaySpec {
+  std::string scenario;
+  RunOptions options;
+};
+ReplaySpec parse_replay_token(std::string_view token);
+
+// The command that replays a run: `<program> --replay <token>`.
 std::string replay_command(const std::string& scenario, const RunOptions& options);
 
 }  // namespace shmutils::framework

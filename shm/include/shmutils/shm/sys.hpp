@@ -129,8 +129,11 @@ struct ChildStateChange {
 // elsewhere (ECHILD) reads as ended with signal 0 and exit code -1.
 std::optional<ChildStateChange> wait_nohang_or_stopped(pid_t pid);
 // posix_spawn of path with argv and envp (nullptr: this environment).
+// `redirect` lists (fd in this process, fd number in the child) pairs, for
+// example {pipe_write_end, 1}: dup2'ed in the child before exec.
 pid_t spawn(const std::string& path, const std::vector<std::string>& argv,
-            const std::vector<std::string>* envp = nullptr);
+            const std::vector<std::string>* envp = nullptr,
+            const std::vector<std::pair<int, int>>& redirect = {});
 // prctl(PR_SET_PDEATHSIG): the calling process gets `signal` when its parent dies.
 void set_parent_death_signal(int signal);
 

@@ -1,0 +1,148 @@
+// shmtorture as users run it: the JSON contract, spawn mode, replay tokens,
+// and no orphan left behind when the harness itself is SIGKILLed.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "shmutils/framework/builtin_scenarios.hpp"
+#include "shmutils/framework/child_process.hpp"
+#include "shmutils/framework/harness.hpp"
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/sys.hpp"
+
+namespace shmutils::framework {
+namespace {
+
+std::string temp_path(const std::string& stem) {
+  return "/tmp/shmutils-" + stem + "-" + std::to_string(::getpid());
+}
+
+ExitStatus run_shmtorture(const std::vector<std::string>& args, std::chrono::seconds deadline) {
+  std::vector<std::string> argv{"shmtorture", "--quiet"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto child = ChildProcess::spawn(SHMUTILS_SHMTORTURE_PATH, argv);
+  auto status = child.wait_for(deadline);
+  if (!status) {
+    ADD_FAILURE() << "shmtorture did not finish in " << deadline.count() << " s";
+    return child.kill();
+  }
+  return *status;
+}
+
+TEST(ShmtortureTest, WritesTheJsonContractAndASelfContainedHtmlTimeline) {
+  std::string json_path = temp_path("report.json");
+  std::string html_path = temp_path("report.html");
+  auto status = run_shmtorture({"--scenario", "counter", "--scenario", "semaphore", "--duration",
+                                "0.5", "--seed", "77", "--json", json_path, "--html", html_path},
+                               std::chrono::seconds(60));
+  EXPECT_TRUE(status.success()) << status.to_string();
+  nlohmann::json report = nlohmann::json::parse(std::ifstream(json_path));
+  ::unlink(json_path.c_str());
+  for (const char* key : {"seed", "duration_s", "kills", "recoveries", "violations",
+                          "kill_cycles_per_s", "scenarios"}) {
+    EXPECT_TRUE(report.contains(key)) << key;
+  }
+  EXPECT_EQ(report["seed"], 77);
+  ASSERT_EQ(report["scenarios"].size(), 2U);
+  const auto& counter = report["scenarios"][0];
+  EXPECT_EQ(counter["name"], "counter");
+  for (const char* key :
+       {"workers", "operations", "kills", "recoveries", "violations", "fault_points"}) {
+    EXPECT_TRUE(counter.contains(key)) << key;
+  }
+  EXPECT_GT(counter["kills"].get<int>(), 0);
+  EXPECT_TRUE(counter["fault_points"].contains("lock.acquired"));
+  EXPECT_TRUE(counter["fault_points"]["lock.acquired"].contains("hits"));
+  EXPECT_TRUE(counter["fault_points"]["lock.acquired"].contains("kills"));
+  std::ifstream html(html_path);
+  std::string page((std::istreambuf_iterator<char>(html)), std::istreambuf_iterator<char>());
+  ::unlink(html_path.c_str());
+  EXPECT_NE(page.find("<svg"), std::string::npos);
+  EXPECT_EQ(page.find("http"), std::string::npos) << "the page loads nothing from the network";
+}
+
+TEST(ShmtortureTest, BadArgumentsAreRefusedWithAUsageError) {
+  EXPECT_NE(run_shmtorture({"--scenario", "no-such-scenario"}, std::chrono::seconds(10)).exit_code,
+            0);
+  EXPECT_NE(run_shmtorture({"--workers", "0"}, std::chrono::seconds(10)).exit_code, 0);
+  EXPECT_NE(run_shmtorture({"--replay", "garbage"}, std::chrono::seconds(10)).exit_code, 0);
+  EXPECT_EQ(run_shmtorture({"--help"}, std::chrono::seconds(10)).exit_code, 0);
+}
+
+TEST(ShmtortureTest, SpawnModeWorkersAttachFromDescriptorsAndPass) {
+  CounterScenario scenario;
+  RunOptions options;
+  options.seed = 5;
+  options.workers = 3;
+  options.duration_s = 1.0;
+  options.mode = WorkerMode::Spawn;
+  options.worker_program = SHMUTILS_SHMTORTURE_PATH;
+  RunReport report = Harness().run(scenario, options);
+  EXPECT_TRUE(report.ok()) << report.summary() << report.diagnostics;
+  EXPECT_GT(report.kills, 5U);
+  EXPECT_GT(report.operations, 0U);
+  std::set<std::uint64_t> bases;
+  for (const auto& worker : report.worker_log) {
+    if (worker.mapped_base != 0) bases.insert(worker.mapped_base);
+  }
+  EXPECT_GT(bases.size(), 3U) << "spawned workers map at their own random bases";
+}
+
+TEST(ShmtortureTest, AReplayTokenCarriesTheWholePlan) {
+  RunOptions options;
+  options.seed = 123456789;
+  options.workers = 7;
+  options.max_kills = 500;
+  options.perturb = false;
+  options.mode = WorkerMode::Spawn;
+  options.kills_per_s = 250;
+  options.stalls_per_s = 3;
+  options.point_death_share = 0.25;
+  options.max_planned_hit = 77;
+  ReplaySpec spec = parse_replay_token(replay_token("shared_mutex", options));
+  EXPECT_EQ(spec.scenario, "shared_mutex");
+  EXPECT_EQ(spec.options.seed, options.seed);
+  EXPECT_EQ(spec.options.workers, options.workers);
+  EXPECT_EQ(spec.options.max_kills, options.max_kills);
+  EXPECT_EQ(spec.options.perturb, options.perturb);
+  EXPECT_EQ(spec.options.mode, options.mode);
+  EXPECT_EQ(spec.options.kills_per_s, options.kills_per_s);
+  EXPECT_EQ(spec.options.stalls_per_s, options.stalls_per_s);
+  EXPECT_EQ(spec.options.point_death_share, options.point_death_share);
+  EXPECT_EQ(spec.options.max_planned_hit, options.max_planned_hit);
+  for (const char* bad :
+       {"", "counter", "shmutils1:", "shmutils1:counter:seed=x", "shmutils1:counter:colour=red",
+        "shmutils1:counter:mode=thread", "shmutils1:counter:workers=0"}) {
+    EXPECT_THROW(parse_replay_token(bad), Error) << bad;
+  }
+  EXPECT_NE(replay_command("counter", options).find(" --replay shmutils1:counter:"),
+            std::string::npos);
+}
+
+TEST(ShmtortureTest, ItsWorkersDieWithItWhenItIsKilled) {
+  auto torture = ChildProcess::spawn(
+      SHMUTILS_SHMTORTURE_PATH, {"shmtorture", "--quiet", "--scenario", "counter", "--duration",
+                                 "30", "--json", "/dev/null", "--html", "/dev/null"});
+  std::vector<pid_t> workers;
+  std::uint64_t until = sys::monotonic_ns() + 10'000'000'000ULL;
+  while (workers.size() < 2 && sys::monotonic_ns() < until) {
+    sys::sleep_ns(20'000'000);
+    workers = sys::child_pids(torture.pid());
+  }
+  ASSERT_GE(workers.size(), 2U) << "shmtorture started no workers";
+  torture.kill();
+  until = sys::monotonic_ns() + 5'000'000'000ULL;
+  for (pid_t worker : workers) {
+    while (sys::process_start_time(worker).has_value() && sys::monotonic_ns() < until) {
+      sys::sleep_ns(5'000'000);
+    }
+    EXPECT_FALSE(sys::process_start_time(worker).has_value()) << "orphaned worker " << worker;
+  }
+}
+
+}  // namespace
+}  // namespace shmutils::framework
