@@ -72,9 +72,14 @@ TEST(HarnessTest, ASkippedRepairIsCaughtAndItsReplayCatchesItAgain) {
   RunReport report = Harness().run(broken, options);
   ASSERT_FALSE(report.ok()) << "a counter whose repair is skipped passed:\n" << describe(report);
   EXPECT_NE(report.violations.front().find("increments completed"), std::string::npos);
-  EXPECT_NE(report.replay_command.find("--seed 1234"), std::string::npos) << report.replay_command;
+  EXPECT_NE(report.replay_command.find("--replay shmutils1:counter:seed=1234:"), std::string::npos)
+      << report.replay_command;
   EXPECT_NE(report.summary().find("replay: "), std::string::npos);
-  RunReport replayed = Harness().run(broken, options);
+  // Replay from the printed token, as a user would.
+  std::string token = report.replay_command.substr(report.replay_command.find("shmutils1:"));
+  ReplaySpec spec = parse_replay_token(token);
+  EXPECT_EQ(spec.scenario, "counter");
+  RunReport replayed = Harness().run(broken, spec.options);
   EXPECT_FALSE(replayed.ok()) << "the replay did not reproduce the failure";
 }
 
