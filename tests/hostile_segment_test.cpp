@@ -10,14 +10,13 @@
 #include "shmutils/fixtures/unique_name.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/segment.hpp"
+#include "test_support.hpp"
 
 namespace shmutils {
 namespace {
 
-struct NameGuard {
-  std::string name;
-  ~NameGuard() { ShmObject::unlink_if_exists(name); }
-};
+using test::kind_of;
+using test::NameGuard;
 
 void write_object(const std::string& name, const std::vector<std::uint8_t>& bytes,
                   std::size_t size) {

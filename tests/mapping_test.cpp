@@ -15,18 +15,10 @@
 namespace shmutils {
 namespace {
 
-const std::size_t kPage = sys::page_size();
+using test::kind_of;
+using test::NameGuard;
 
-template <class F>
-ErrorKind kind_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.kind();
-  }
-  ADD_FAILURE() << "no error thrown";
-  return ErrorKind::System;
-}
+const std::size_t kPage = sys::page_size();
 
 Mapping anonymous(std::size_t size, Protection protection = Protection::ReadWrite,
                   MapFlags flags = MapFlags::Private) {

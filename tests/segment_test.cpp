@@ -18,23 +18,10 @@
 namespace shmutils {
 namespace {
 
+using test::kind_of;
+using test::NameGuard;
+
 using fixtures::unique_segment_name;
-
-template <class F>
-ErrorKind kind_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.kind();
-  }
-  ADD_FAILURE() << "no error thrown";
-  return ErrorKind::System;
-}
-
-struct NameGuard {
-  std::string name;
-  ~NameGuard() { Segment::unlink_if_exists(name); }
-};
 
 // Writes bytes straight into the object, the way a hostile or buggy process would.
 void poke(const std::string& name, std::size_t offset, const void* bytes, std::size_t length) {

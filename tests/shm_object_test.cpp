@@ -16,24 +16,10 @@
 namespace shmutils {
 namespace {
 
+using test::kind_of;
+using test::NameGuard;
+
 using fixtures::unique_segment_name;
-
-template <class F>
-ErrorKind kind_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.kind();
-  }
-  ADD_FAILURE() << "no error thrown";
-  return ErrorKind::System;
-}
-
-// Removes a name at scope exit, so a failing assertion leaks nothing.
-struct NameGuard {
-  std::string name;
-  ~NameGuard() { ShmObject::unlink_if_exists(name); }
-};
 
 TEST(ShmObjectTest, NamesAreNormalizedAndInvalidOnesRejected) {
   EXPECT_EQ(normalize_segment_name("orders"), "/orders");

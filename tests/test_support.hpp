@@ -7,13 +7,34 @@
 #include <chrono>
 #include <csignal>
 #include <functional>
+#include <string>
 
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/shm_object.hpp"
 
 namespace shmutils::test {
 
 // Exit code a child uses to say "this environment cannot run the check".
 inline constexpr int kSkipExitCode = 77;
+
+// The kind of the Error f throws; a test failure (and System) when it throws none.
+template <class F>
+ErrorKind kind_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.kind();
+  }
+  ADD_FAILURE() << "no error thrown";
+  return ErrorKind::System;
+}
+
+// Removes a segment name at scope exit, so a failing assertion leaks nothing.
+struct NameGuard {
+  std::string name;
+  ~NameGuard() { ShmObject::unlink_if_exists(name); }
+};
 
 // Sanitizers catch SIGSEGV/SIGBUS themselves; a child that is meant to die of
 // one calls this first so it dies of the signal, as it would in production.

@@ -222,6 +222,7 @@ class Run {
   void kill_all(const std::string& why);
   void resume_all();
   std::string lock_report();
+  std::string all_stacks_and_holders();
 
   Scenario& scenario_;
   RunOptions options_;
@@ -321,6 +322,16 @@ void Run::drain_output(LiveWorker& worker) {
     if (worker.captured.size() < kOutputKept)
       worker.captured.append(buffer, static_cast<std::size_t>(n));
   }
+}
+
+std::string Run::all_stacks_and_holders() {
+  std::string text;
+  for (LiveWorker& worker : live_) {
+    text += "worker " + std::to_string(worker.incarnation) + " (pid " +
+            std::to_string(worker.process.pid()) + "):\n" +
+            capture_stack(worker.process.pid()).to_string();
+  }
+  return text + "lock holders:\n" + lock_report();
 }
 
 std::string Run::lock_report() {
@@ -535,12 +546,7 @@ bool Run::watchdog() {
   if (static_cast<double>(now - last_progress_ns_) / 1e9 < options_.watchdog_s) return false;
   std::string text =
       "no progress for " + std::to_string(options_.watchdog_s) + " s; stacks of all workers:\n";
-  for (LiveWorker& worker : live_) {
-    text += "worker " + std::to_string(worker.incarnation) + " (pid " +
-            std::to_string(worker.process.pid()) + "):\n" +
-            capture_stack(worker.process.pid()).to_string();
-  }
-  text += "lock holders:\n" + lock_report();
+  text += all_stacks_and_holders();
   report_.diagnostics += text;
   violation("hang: no operation completed for " + std::to_string(options_.watchdog_s) +
             " s (stacks and lock holders in the diagnostics)");
@@ -573,14 +579,8 @@ void Run::finish() {
     }
     if (live_.empty()) break;
     if (sys::monotonic_ns() > deadline) {
-      std::string text = "workers did not stop within 5 s of being asked:\n";
-      for (LiveWorker& worker : live_) {
-        text += "worker " + std::to_string(worker.incarnation) + " (pid " +
-                std::to_string(worker.process.pid()) + "):\n" +
-                capture_stack(worker.process.pid()).to_string();
-      }
-      text += "lock holders:\n" + lock_report();
-      report_.diagnostics += text;
+      report_.diagnostics +=
+          "workers did not stop within 5 s of being asked:\n" + all_stacks_and_holders();
       violation("hang: workers did not stop when asked (stacks in the diagnostics)");
       kill_all("did not stop");
       break;

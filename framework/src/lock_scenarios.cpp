@@ -67,6 +67,23 @@ std::vector<std::string> check_pair(const Pair& pair, Witness& witness, const ch
   return violations;
 }
 
+// Takes `lock` (waiting at most kCheckWait while workers run), repairs the
+// pair after an owner death, and checks it. Lock: RecursiveMutex or SharedMutex.
+template <class Lock>
+std::vector<std::string> check_locked_pair(Lock& lock, Pair& pair, Witness& witness, bool final,
+                                           const char* what) {
+  LockResult result = final ? lock.acquire() : lock.acquire_until(Clock::now() + kCheckWait);
+  if (!holds_lock(result)) return {};
+  if (result == LockResult::OwnerDied) {
+    pair.repair();
+    lock.mark_consistent();
+    witness.scenario(kRecoveries).fetch_add(1);
+  }
+  auto violations = check_pair(pair, witness, what);
+  lock.release();
+  return violations;
+}
+
 // ------------------------------------------------------------ RecursiveMutex
 
 struct RecursiveRoot {
@@ -104,17 +121,7 @@ class RecursiveMutexScenario : public Scenario {
   }
   std::vector<std::string> check(Segment& segment, Witness& witness, bool final) override {
     auto& root = Scenario::root<RecursiveRoot>(segment);
-    LockResult result =
-        final ? root.lock.acquire() : root.lock.acquire_until(Clock::now() + kCheckWait);
-    if (!holds_lock(result)) return {};
-    if (result == LockResult::OwnerDied) {
-      root.pair.repair();
-      root.lock.mark_consistent();
-      witness.scenario(kRecoveries).fetch_add(1);
-    }
-    auto violations = check_pair(root.pair, witness, "recursive_mutex");
-    root.lock.release();
-    return violations;
+    return check_locked_pair(root.lock, root.pair, witness, final, "recursive_mutex");
   }
   std::vector<NamedLockHolder> lock_holders(Segment& segment) override {
     return {{"recursive_mutex", Scenario::root<RecursiveRoot>(segment).lock.holder()}};
@@ -167,16 +174,7 @@ class SharedMutexScenario : public Scenario {
   }
   std::vector<std::string> check(Segment& segment, Witness& witness, bool final) override {
     auto& root = Scenario::root<SharedRoot>(segment);
-    LockResult result =
-        final ? root.lock.acquire() : root.lock.acquire_until(Clock::now() + kCheckWait);
-    if (!holds_lock(result)) return {};
-    if (result == LockResult::OwnerDied) {
-      root.pair.repair();
-      root.lock.mark_consistent();
-      witness.scenario(kRecoveries).fetch_add(1);
-    }
-    auto violations = check_pair(root.pair, witness, "shared_mutex");
-    root.lock.release();
+    auto violations = check_locked_pair(root.lock, root.pair, witness, final, "shared_mutex");
     if (std::uint64_t torn = witness.scenario(kTornReads).load(); torn != 0) {
       violations.push_back("shared_mutex: " + std::to_string(torn) +
                            " readers saw a half-written pair");

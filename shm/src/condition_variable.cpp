@@ -13,11 +13,6 @@ SHMUTILS_FAULT_POINT(fp_condvar_waiting, "condvar.after_release");
 namespace {
 constexpr std::uint64_t kWaitSliceNs = 50'000'000;  // bounds the delay after a woken waiter dies
 
-std::uint64_t deadline_ns_of(std::chrono::steady_clock::time_point deadline) {
-  auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
-  return ns <= 0 ? 1 : static_cast<std::uint64_t>(ns);
-}
 }  // namespace
 
 bool ConditionVariable::wait_impl(MutexGuard& guard, std::uint64_t deadline_ns) {
@@ -46,9 +41,9 @@ void ConditionVariable::wait(MutexGuard& guard) { (void)wait_impl(guard, 0); }
 
 bool ConditionVariable::wait_until(MutexGuard& guard,
                                    std::chrono::steady_clock::time_point deadline) {
-  std::uint64_t deadline_ns = deadline_ns_of(deadline);
-  if (sys::monotonic_ns() >= deadline_ns) return false;
-  return wait_impl(guard, deadline_ns);
+  std::uint64_t until = sys::deadline_ns(deadline);
+  if (sys::monotonic_ns() >= until) return false;
+  return wait_impl(guard, until);
 }
 
 void ConditionVariable::notify_one() noexcept {

@@ -34,9 +34,7 @@ bool Event::wait_impl(std::uint64_t deadline_ns) {
 void Event::wait() { (void)wait_impl(0); }
 
 bool Event::wait_until(std::chrono::steady_clock::time_point deadline) {
-  auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
-  return wait_impl(ns <= 0 ? 1 : static_cast<std::uint64_t>(ns));
+  return wait_impl(sys::deadline_ns(deadline));
 }
 
 }  // namespace shmutils

@@ -5,17 +5,6 @@
 
 namespace shmutils {
 
-namespace {
-
-std::uint64_t to_monotonic_ns(std::chrono::steady_clock::time_point deadline) {
-  // steady_clock is CLOCK_MONOTONIC on Linux/glibc.
-  auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
-  return ns <= 0 ? 1 : static_cast<std::uint64_t>(ns);
-}
-
-}  // namespace
-
 LockResult Mutex::after_acquire(RobustFutex::Outcome outcome) {
   switch (outcome) {
     case RobustFutex::Outcome::Busy: return LockResult::Busy;
@@ -55,7 +44,7 @@ LockResult Mutex::try_acquire() noexcept {
 }
 
 LockResult Mutex::acquire_until(std::chrono::steady_clock::time_point deadline) {
-  return after_acquire(futex_.lock(to_monotonic_ns(deadline)));
+  return after_acquire(futex_.lock(sys::deadline_ns(deadline)));
 }
 
 LockResult Mutex::acquire_for(std::chrono::nanoseconds timeout) {

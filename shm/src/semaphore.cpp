@@ -73,9 +73,7 @@ bool Semaphore::acquire_impl(std::uint32_t units, std::uint64_t deadline_ns) {
 void Semaphore::acquire(std::uint32_t units) { (void)acquire_impl(units, 0); }
 
 bool Semaphore::acquire_until(std::chrono::steady_clock::time_point deadline, std::uint32_t units) {
-  auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
-  return acquire_impl(units, ns <= 0 ? 1 : static_cast<std::uint64_t>(ns));
+  return acquire_impl(units, sys::deadline_ns(deadline));
 }
 
 bool Semaphore::try_acquire(std::uint32_t units) {

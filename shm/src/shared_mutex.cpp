@@ -13,12 +13,6 @@ SHMUTILS_FAULT_POINT(fp_shared_writer_draining, "shared_mutex.writer_draining");
 
 namespace {
 constexpr std::uint64_t kReaderCheckNs = 1'000'000;  // a waiting writer's look at dead readers
-
-std::uint64_t deadline_ns_of(std::chrono::steady_clock::time_point deadline) {
-  auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
-  return ns <= 0 ? 1 : static_cast<std::uint64_t>(ns);
-}
 }  // namespace
 
 bool SharedMutex::drain_readers(std::uint64_t deadline_ns) {
@@ -68,8 +62,8 @@ LockResult SharedMutex::try_acquire() noexcept {
 }
 
 LockResult SharedMutex::acquire_until(std::chrono::steady_clock::time_point deadline) {
-  std::uint64_t deadline_ns = deadline_ns_of(deadline);
-  return exclusive_from(writer_.acquire_until(deadline), deadline_ns);
+  std::uint64_t until = sys::deadline_ns(deadline);
+  return exclusive_from(writer_.acquire_until(deadline), until);
 }
 
 void SharedMutex::release() {
@@ -104,7 +98,7 @@ LockResult SharedMutex::acquire_shared_until(std::chrono::steady_clock::time_poi
   slot.count.fetch_add(1, std::memory_order_seq_cst);
   if (writer_active_.load(std::memory_order_seq_cst) == 0) return LockResult::Acquired;
   release_shared();
-  return shared_slow(deadline_ns_of(deadline));
+  return shared_slow(sys::deadline_ns(deadline));
 }
 
 // A writer is active: queue behind it on the writer mutex. Once holding it, no

@@ -204,6 +204,12 @@ std::uint64_t monotonic_ns() noexcept {
          static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+std::uint64_t deadline_ns(std::chrono::steady_clock::time_point deadline) noexcept {
+  auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+  return ns <= 0 ? 1 : static_cast<std::uint64_t>(ns);
+}
+
 std::uint64_t realtime_ns() noexcept {
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -101,6 +102,10 @@ std::optional<std::uint64_t> process_start_time(pid_t pid);
 // True when pid names a process whose start time equals start_time.
 bool process_alive(pid_t pid, std::uint64_t start_time);
 std::uint64_t monotonic_ns() noexcept;
+// A steady_clock deadline (CLOCK_MONOTONIC on Linux) as nanoseconds for the
+// futex calls, where 0 means "no deadline": a deadline at or before the epoch
+// becomes 1 ns, already past.
+std::uint64_t deadline_ns(std::chrono::steady_clock::time_point deadline) noexcept;
 std::uint64_t realtime_ns() noexcept;
 void sleep_ns(std::uint64_t ns) noexcept;
 // Fills buffer with bytes from getrandom(2).
