@@ -46,6 +46,22 @@ TEST(HarnessTest, EveryBuiltInScenarioPassesUnderKillsWithItsFaultPointsExercise
   }
 }
 
+// This test program has threads (the deadline watchdog) and started a zygote
+// in main(): fork-mode workers come from the zygote.
+TEST(HarnessTest, AThreadedCallerGetsItsWorkersFromTheZygote) {
+  ASSERT_GT(sys::thread_count(), 1U);
+  CounterScenario scenario;
+  RunOptions options = quick_options(8);
+  options.duration_s = 0.5;
+  RunReport report = Harness().run(scenario, options);
+  EXPECT_EQ(report.worker_source, "zygote");
+  EXPECT_TRUE(report.ok()) << describe(report);
+  EXPECT_GT(report.kills, 0U);
+  for (const auto& worker : report.worker_log) {
+    EXPECT_EQ(worker.end.find("ended unexpectedly"), std::string::npos) << worker.end;
+  }
+}
+
 TEST(HarnessTest, WorkersMapTheSegmentAtTheirOwnAddresses) {
   CounterScenario scenario;
   RunReport report = Harness().run(scenario, quick_options(7));
@@ -72,13 +88,14 @@ TEST(HarnessTest, ASkippedRepairIsCaughtAndItsReplayCatchesItAgain) {
   RunReport report = Harness().run(broken, options);
   ASSERT_FALSE(report.ok()) << "a counter whose repair is skipped passed:\n" << describe(report);
   EXPECT_NE(report.violations.front().find("increments completed"), std::string::npos);
-  EXPECT_NE(report.replay_command.find("--replay shmutils1:counter:seed=1234:"), std::string::npos)
+  EXPECT_NE(report.replay_command.find("--replay shmutils1:counter-skip-repair:seed=1234:"),
+            std::string::npos)
       << report.replay_command;
   EXPECT_NE(report.summary().find("replay: "), std::string::npos);
   // Replay from the printed token, as a user would.
   std::string token = report.replay_command.substr(report.replay_command.find("shmutils1:"));
   ReplaySpec spec = parse_replay_token(token);
-  EXPECT_EQ(spec.scenario, "counter");
+  EXPECT_EQ(spec.scenario, "counter-skip-repair");
   RunReport replayed = Harness().run(broken, spec.options);
   EXPECT_FALSE(replayed.ok()) << "the replay did not reproduce the failure";
 }
@@ -200,4 +217,18 @@ TEST(HarnessTest, AFaultPointDeathIsPlannedFromTheSeedAndLandsWhereItWasPlanned)
 }
 
 }  // namespace
+
+// Every scenario this test program runs, by name: the zygote (started in
+// main, see main.cpp) rebuilds a worker's scenario from its name.
+std::unique_ptr<Scenario> make_test_scenario(std::string_view name) {
+  if (name == "counter-skip-repair")
+    return std::make_unique<CounterScenario>(CounterScenario::Bug::SkipRepair);
+  if (name == "counter-unlocked-increment") {
+    return std::make_unique<CounterScenario>(CounterScenario::Bug::UnlockedIncrement);
+  }
+  if (name == "absolute_pointer") return std::make_unique<AbsolutePointerScenario>();
+  if (name == "hang") return std::make_unique<HangScenario>();
+  return make_builtin_scenario(name);
+}
+
 }  // namespace shmutils::framework

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/framework/zygote.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/sys.hpp"
@@ -97,7 +98,7 @@ Segment attach_at_random_base(std::mt19937_64& random, Attach&& attach) {
         kAlign;
     try {
       SegmentOptions options;
-      options.address_hint = reinterpret_cast<void*>(base);
+      options.address_hint = reinterpret_cast<void*>(base);  // NOLINT(performance-no-int-to-ptr)
       return attach(options);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::AlreadyExists) throw;
@@ -154,9 +155,8 @@ int run_worker(Scenario& scenario, Segment& segment, Witness& witness, std::uint
 
 int fork_worker_main(Scenario& scenario, Segment& inherited, Witness& witness,
                      std::uint32_t incarnation, const RunOptions& options, int output_fd) {
-  ::dup2(output_fd, STDOUT_FILENO);
-  ::dup2(output_fd, STDERR_FILENO);
-  ::close(output_fd);
+  sys::dup2(output_fd, STDOUT_FILENO);
+  sys::dup2(output_fd, STDERR_FILENO);
   std::uint64_t seed = worker_seed(options.seed, incarnation);
   std::mt19937_64 random(seed);
   if (!options.perturb) {
@@ -242,6 +242,7 @@ class Run {
   std::uint64_t progress_reported_ns_ = 0;
   bool hung_ = false;
   bool crashed_ = false;
+  bool use_zygote_ = false;         // fork mode from a threaded caller
   std::string worker_program_;      // spawn mode
   std::string witness_descriptor_;  // spawn mode: inheritable descriptors
   std::string segment_descriptor_;
@@ -272,11 +273,7 @@ void Run::start_worker() {
   record.state.store(static_cast<std::uint32_t>(WorkerState::Starting));
   record.started_ns.store(sys::monotonic_ns());
   witness_->scenario(kIncarnations).store(next_incarnation_);
-  std::array<int, 2> pipe_fds{-1, -1};
-  sys::check("harness", "pipe2", [&] { return ::pipe2(pipe_fds.data(), O_CLOEXEC); });
-  UniqueFd read_end(pipe_fds[0]);
-  UniqueFd write_end(pipe_fds[1]);
-  ::fcntl(read_end.get(), F_SETFL, O_NONBLOCK);
+  auto [read_end, write_end] = sys::pipe(/*nonblocking_read=*/true);
   Scenario& scenario = scenario_;
   Segment& segment = segment_;
   Witness& witness = *witness_;
@@ -284,14 +281,12 @@ void Run::start_worker() {
   int out = write_end.get();
   LiveWorker worker;
   worker.incarnation = incarnation;
-  if (options_.mode == WorkerMode::Spawn) {
+  if (options_.mode == WorkerMode::Spawn || use_zygote_) {
     char base[32];
     std::snprintf(
         base, sizeof base, "%llx",
         static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(segment_.base())));
-    std::vector<std::string> argv{worker_program_,
-                                  std::string(kWorkerFlag),
-                                  std::string(scenario_.name()),
+    std::vector<std::string> args{std::string(scenario_.name()),
                                   std::to_string(incarnation),
                                   std::to_string(options_.seed),
                                   options_.perturb ? "1" : "0",
@@ -300,7 +295,14 @@ void Run::start_worker() {
                                   segment_descriptor_,
                                   base,
                                   std::to_string(segment_.mapped_size())};
-    worker.process = ChildProcess::spawn(worker_program_, argv, nullptr, {{out, 1}, {out, 2}});
+    if (use_zygote_) {
+      worker.process = ChildProcess::adopt(
+          detail::zygote_fork_worker(args, witness_segment_.fd(), segment_.fd(), out));
+    } else {
+      std::vector<std::string> argv{worker_program_, std::string(kWorkerFlag)};
+      argv.insert(argv.end(), args.begin(), args.end());
+      worker.process = ChildProcess::spawn(worker_program_, argv, nullptr, {{out, 1}, {out, 2}});
+    }
   } else {
     worker.process =
         ChildProcess::fork([&scenario, &segment, &witness, incarnation, &options, out] {
@@ -314,13 +316,9 @@ void Run::start_worker() {
 }
 
 void Run::drain_output(LiveWorker& worker) {
-  if (!worker.output.valid()) return;
-  char buffer[4096];
-  for (;;) {
-    ssize_t n = ::read(worker.output.get(), buffer, sizeof buffer);
-    if (n <= 0) break;
-    if (worker.captured.size() < kOutputKept)
-      worker.captured.append(buffer, static_cast<std::size_t>(n));
+  if (worker.output.valid() &&
+      !sys::read_available(worker.output.get(), worker.captured, kOutputKept)) {
+    worker.output.reset();  // end of file: the worker and its copies of the pipe are gone
   }
 }
 
@@ -621,11 +619,19 @@ RunReport Run::execute() {
   for (const std::string& point : options_.required_points) witness_->add_point(point);
   segment_ = Segment::create_anonymous(scenario_.segment_size());
   scenario_.setup(segment_, *witness_);
-  if (options_.mode == WorkerMode::Spawn) {
-    worker_program_ = options_.worker_program.empty() ? self_program() : options_.worker_program;
+  use_zygote_ = options_.mode == WorkerMode::Fork && zygote_started() && sys::thread_count() > 1;
+  if (options_.mode == WorkerMode::Spawn || use_zygote_) {
+    if (options_.mode == WorkerMode::Spawn) {
+      worker_program_ = options_.worker_program.empty() ? self_program() : options_.worker_program;
+    }
     witness_descriptor_ = witness_segment_.inheritable_descriptor().to_string();
     segment_descriptor_ = segment_.inheritable_descriptor().to_string();
   }
+  // Zygote workers are orphaned on purpose and must land here.
+  if (use_zygote_) sys::set_child_subreaper(true);
+  report_.worker_source = options_.mode == WorkerMode::Spawn ? "spawn"
+                          : use_zygote_                      ? "zygote"
+                                                             : "fork";
   start_ns_ = sys::monotonic_ns();
   last_progress_ns_ = start_ns_;
   next_kill_ns_ = start_ns_ + exponential_ns(random_, options_.kills_per_s);
@@ -663,6 +669,7 @@ RunReport Run::execute() {
     finish();
   }
   report_.duration_s = now_s();
+  if (use_zygote_) sys::set_child_subreaper(false);
   for (std::string& v : scenario_.check(segment_, *witness_, true)) violation(std::move(v));
   for (std::uint32_t i = 0; i < next_incarnation_; ++i)
     report_.operations += witness_->worker(i).operations.load();
@@ -685,51 +692,82 @@ RunReport Run::execute() {
 
 }  // namespace
 
-int run_spawned_worker(int argc, char** argv, const ScenarioFactory& make) {
-  if (argc < 2 || argv[1] != kWorkerFlag) return -1;
+namespace detail {
+
+// args: scenario, incarnation, seed, perturb, nice, witness descriptor,
+// segment descriptor, harness base (hex), harness mapped size. Anonymous
+// descriptors name fds; witness_fd / segment_fd (>= 0) replace them.
+int run_worker_from_args(const std::vector<std::string>& args, const ScenarioFactory& make,
+                         int witness_fd, int segment_fd) {
   try {
-    sys::set_parent_death_signal(SIGKILL);  // posix_spawn could not set it for us
-    if (argc != 11) {
-      std::fprintf(stderr, "shmutils worker: expected 9 arguments after %s\n", argv[1]);
+    if (args.size() != 9) {
+      std::fprintf(stderr, "shmutils worker: expected 9 arguments, got %zu\n", args.size());
       return 64;
     }
-    std::unique_ptr<Scenario> scenario = make(argv[2]);
+    std::unique_ptr<Scenario> scenario = make(args[0]);
     if (!scenario) {
-      std::fprintf(stderr, "shmutils worker: unknown scenario %s\n", argv[2]);
+      std::fprintf(stderr, "shmutils worker: unknown scenario %s\n", args[0].c_str());
       return 64;
     }
-    auto incarnation = static_cast<std::uint32_t>(std::stoul(argv[3]));
-    std::uint64_t seed = worker_seed(std::stoull(argv[4]), incarnation);
-    bool perturb = std::string_view(argv[5]) == "1";
-    int nice = std::stoi(argv[6]);
-    Segment witness_segment =
-        Segment::attach(std::string_view(argv[7]), {.register_process = false});
+    auto incarnation = static_cast<std::uint32_t>(std::stoul(args[1]));
+    std::uint64_t seed = worker_seed(std::stoull(args[2]), incarnation);
+    bool perturb = args[3] == "1";
+    int nice = std::stoi(args[4]);
+    SegmentDescriptor witness_descriptor = SegmentDescriptor::parse(args[5]);
+    SegmentDescriptor descriptor = SegmentDescriptor::parse(args[6]);
+    if (witness_fd >= 0) witness_descriptor.fd = witness_fd;
+    if (segment_fd >= 0) descriptor.fd = segment_fd;
+    // An address of the harness, to keep free here: never dereferenced.
+    std::uintptr_t parent_address = std::stoull(args[7], nullptr, 16);
+    void* parent_base =
+        reinterpret_cast<void*>(parent_address);  // NOLINT(performance-no-int-to-ptr)
+    std::size_t parent_size = std::stoull(args[8]);
+    Segment witness_segment = Segment::attach(witness_descriptor, {.register_process = false});
     auto* witness = reinterpret_cast<Witness*>(witness_segment.user_area().data());
-    SegmentDescriptor descriptor = SegmentDescriptor::parse(argv[8]);
-    std::mt19937_64 random(seed);
-    Mapping guard;
-    if (perturb) {
-      // Reserve the harness's range here too: a pointer valid only there faults.
-      void* parent_base = reinterpret_cast<void*>(std::stoull(argv[9], nullptr, 16));
+    if (!perturb) {
+      // Where the harness has it, as a forked worker would (else anywhere).
       try {
-        guard = Mapping::map({.size = std::stoull(argv[10]),
-                              .protection = Protection::None,
-                              .flags = MapFlags::Private | MapFlags::FixedNoReplace,
-                              .hint = parent_base,
-                              .name = "harness range guard"});
-      } catch (const Error&) {  // something already lives there: nothing can map over it either
+        Segment segment = Segment::attach(descriptor, {.address_hint = parent_base});
+        return run_worker(*scenario, segment, *witness, incarnation, seed, nice);
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::AlreadyExists) throw;
       }
-      Segment segment = attach_at_random_base(random, [&](const SegmentOptions& options) {
-        return Segment::attach(descriptor, options);
-      });
+      Segment segment = Segment::attach(descriptor);
       return run_worker(*scenario, segment, *witness, incarnation, seed, nice);
     }
-    Segment segment = Segment::attach(descriptor);
+    // Reserve the harness's range here too: a pointer valid only there faults.
+    Mapping guard;
+    try {
+      guard = Mapping::map({.size = parent_size,
+                            .protection = Protection::None,
+                            .flags = MapFlags::Private | MapFlags::FixedNoReplace,
+                            .hint = parent_base,
+                            .name = "harness range guard"});
+    } catch (const Error&) {  // something already lives there: nothing can map over it either
+    }
+    std::mt19937_64 random(seed);
+    Segment segment = attach_at_random_base(random, [&](const SegmentOptions& options) {
+      return Segment::attach(descriptor, options);
+    });
     return run_worker(*scenario, segment, *witness, incarnation, seed, nice);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shmutils worker: %s\n", e.what());
     return 70;
   }
+}
+
+}  // namespace detail
+
+int run_spawned_worker(int argc, char** argv, const ScenarioFactory& make) {
+  if (argc < 2 || argv[1] != kWorkerFlag) return -1;
+  try {
+    sys::set_parent_death_signal(SIGKILL);  // posix_spawn could not set it for us
+  } catch (const Error& e) {
+    std::fprintf(stderr, "shmutils worker: %s\n", e.what());
+    return 70;
+  }
+  return detail::run_worker_from_args(std::vector<std::string>(argv + 2, argv + argc), make, -1,
+                                      -1);
 }
 
 RunReport Harness::run(Scenario& scenario, const RunOptions& options,

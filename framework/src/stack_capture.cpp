@@ -32,13 +32,13 @@ class Seized {
  public:
   explicit Seized(pid_t tid) : tid_(tid) {
     if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) == -1) {
-      error_ = std::string("ptrace(PTRACE_SEIZE) refused: ") + std::strerror(errno) +
+      error_ = std::string("ptrace(PTRACE_SEIZE) refused: ") + ::strerrordesc_np(errno) +
                " (ptrace not permitted here; stacks are not captured)";
       return;
     }
     seized_ = true;
     if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == -1) {
-      error_ = std::string("ptrace(PTRACE_INTERRUPT): ") + std::strerror(errno);
+      error_ = std::string("ptrace(PTRACE_INTERRUPT): ") + ::strerrordesc_np(errno);
       return;
     }
     int status = 0;
@@ -82,13 +82,20 @@ std::vector<Region> code_regions(pid_t tid) {
   if (maps == nullptr) return regions;
   char line[1024];
   while (std::fgets(line, sizeof line, maps) != nullptr) {
-    unsigned long start = 0, end = 0, offset = 0;
-    char perms[8] = {};
-    int name_at = 0;
-    if (std::sscanf(line, "%lx-%lx %7s %lx %*s %*s %n", &start, &end, perms, &offset, &name_at) < 4)
-      continue;
-    if (perms[2] != 'x' || name_at == 0) continue;
-    std::string name(line + name_at);
+    // "start-end perms offset dev inode path"
+    char* cursor = line;
+    std::uintptr_t start = std::strtoul(cursor, &cursor, 16);
+    if (*cursor++ != '-') continue;
+    std::uintptr_t end = std::strtoul(cursor, &cursor, 16);
+    if (*cursor++ != ' ' || std::strlen(cursor) < 5 || cursor[2] != 'x') continue;
+    cursor += 5;  // "r-xp "
+    std::uintptr_t offset = std::strtoul(cursor, &cursor, 16);
+    for (int field = 0; field < 2 && *cursor != '\0'; ++field) {  // skip dev and inode
+      while (*cursor == ' ') ++cursor;
+      while (*cursor != ' ' && *cursor != '\0') ++cursor;
+    }
+    while (*cursor == ' ') ++cursor;
+    std::string name(cursor);
     while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
     if (name.empty() || name.front() != '/') continue;  // anonymous or [vdso]: not cacheable
     regions.push_back({start, end, offset, name});

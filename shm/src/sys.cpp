@@ -449,22 +449,28 @@ void robust_mutex_unlock(pthread_mutex_t* mutex, std::string_view object) {
   check_rc(object, "pthread_mutex_unlock", ::pthread_mutex_unlock(mutex));
 }
 
-void send_with_fd(int socket, std::string_view message, int fd) {
+namespace {
+constexpr std::size_t kMaxFds = 8;
+}
+
+void send_with_fds(int socket, std::string_view message, const std::vector<int>& fds) {
   std::string object = "socket " + std::to_string(socket);
   if (message.empty()) throw Error(ErrorKind::InvalidArgument, object, "sendmsg", "empty message");
+  if (fds.size() > kMaxFds)
+    throw Error(ErrorKind::InvalidArgument, object, "sendmsg", "too many fds");
   iovec iov{const_cast<char*>(message.data()), message.size()};  // NOLINT: sendmsg does not write
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kMaxFds)> control{};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  if (fd >= 0) {
+  if (!fds.empty()) {
     msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
     cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
     cmsg->cmsg_level = SOL_SOCKET;
     cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
   }
   ssize_t sent = check(object, "sendmsg", [&] { return ::sendmsg(socket, &msg, MSG_NOSIGNAL); });
   if (static_cast<std::size_t>(sent) != message.size()) {
@@ -472,12 +478,12 @@ void send_with_fd(int socket, std::string_view message, int fd) {
   }
 }
 
-ReceivedFd receive_with_fd(int socket, std::size_t max_message) {
+ReceivedFds receive_with_fds(int socket, std::size_t max_message) {
   std::string object = "socket " + std::to_string(socket);
-  ReceivedFd result;
+  ReceivedFds result;
   result.message.resize(max_message);
   iovec iov{result.message.data(), result.message.size()};
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kMaxFds)> control{};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -486,17 +492,72 @@ ReceivedFd receive_with_fd(int socket, std::size_t max_message) {
   ssize_t n = check(object, "recvmsg", [&] { return ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC); });
   for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
     if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
-      int fd = -1;
-      std::memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
-      result.fd.reset(fd);
+      std::size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int fd = -1;
+        std::memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+        result.fds.emplace_back(fd);
+      }
     }
   }
   if (n == 0) throw Error(ErrorKind::NotFound, object, "recvmsg", "peer closed the socket");
   if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0) {
-    throw Error(ErrorKind::InvalidArgument, object, "recvmsg", "message or descriptor truncated");
+    throw Error(ErrorKind::InvalidArgument, object, "recvmsg", "message or descriptors truncated");
   }
   result.message.resize(static_cast<std::size_t>(n));
   return result;
+}
+
+void send_with_fd(int socket, std::string_view message, int fd) {
+  send_with_fds(socket, message, fd >= 0 ? std::vector<int>{fd} : std::vector<int>{});
+}
+
+ReceivedFd receive_with_fd(int socket, std::size_t max_message) {
+  ReceivedFds received = receive_with_fds(socket, max_message);
+  ReceivedFd result;
+  result.message = std::move(received.message);
+  if (!received.fds.empty()) result.fd = std::move(received.fds.front());
+  return result;
+}
+
+std::pair<UniqueFd, UniqueFd> pipe(bool nonblocking_read) {
+  std::array<int, 2> fds{-1, -1};
+  check("pipe", "pipe2", [&] { return ::pipe2(fds.data(), O_CLOEXEC); });
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
+  if (nonblocking_read) {
+    check("pipe", "fcntl(O_NONBLOCK)", [&] { return ::fcntl(fds[0], F_SETFL, O_NONBLOCK); });
+  }
+  return {std::move(read_end), std::move(write_end)};
+}
+
+void dup2(int from, int to) {
+  check("fd " + std::to_string(from), "dup2", [&] { return ::dup2(from, to); });
+}
+
+bool read_available(int fd, std::string& out, std::size_t limit) {
+  std::array<char, 4096> buffer{};
+  for (;;) {
+    ssize_t n = retry_eintr([&] { return ::read(fd, buffer.data(), buffer.size()); });
+    if (n == 0) return false;
+    if (n < 0) {
+      if (errno == EAGAIN) return true;
+      throw_errno("fd " + std::to_string(fd), "read", errno);
+    }
+    std::size_t room = out.size() < limit ? limit - out.size() : 0;
+    out.append(buffer.data(), std::min(room, static_cast<std::size_t>(n)));
+  }
+}
+
+std::size_t thread_count() {
+  std::size_t count = 0;
+  for_each_dir_entry("/proc/self/task", [&](std::string_view) { ++count; });
+  return count;
+}
+
+void set_child_subreaper(bool on) {
+  check("this process", "prctl(PR_SET_CHILD_SUBREAPER)",
+        [&] { return ::prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0); });
 }
 
 std::pair<UniqueFd, UniqueFd> socket_pair() {

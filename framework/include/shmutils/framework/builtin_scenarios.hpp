@@ -23,7 +23,16 @@ class CounterScenario : public Scenario {
   };
   explicit CounterScenario(Bug bug = Bug::None) : bug_(bug) {}
 
-  std::string_view name() const override { return "counter"; }
+  // Each planted bug has its own name, so a worker (spawned, or forked by the
+  // zygote) rebuilds the same variant from the name alone.
+  std::string_view name() const override {
+    switch (bug_) {
+      case Bug::SkipRepair: return "counter-skip-repair";
+      case Bug::UnlockedIncrement: return "counter-unlocked-increment";
+      case Bug::None: break;
+    }
+    return "counter";
+  }
   std::string_view description() const override {
     return "increments under a robust Mutex; counter == increments completed, exactly";
   }

@@ -37,6 +37,10 @@ class ChildProcess {
                             const std::vector<std::string>* environment = nullptr,
                             const std::vector<std::pair<int, int>>& redirect = {});
 
+  // Takes ownership of a child this process did not fork itself (one handed
+  // to it as a child subreaper: the zygote's workers).
+  static ChildProcess adopt(pid_t pid) noexcept { return ChildProcess(pid); }
+
   ChildProcess() = default;
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&& other) noexcept;

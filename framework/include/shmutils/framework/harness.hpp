@@ -115,6 +115,7 @@ struct RunReport {
   std::vector<std::string> victim_stacks;  // the first few, as text
   std::string diagnostics;                 // crash / hang stacks and lock holders
   std::string replay_command;
+  std::string worker_source;  // "fork", "zygote" (fork mode, threaded caller) or "spawn"
   double kill_cycles_per_s() const {
     return duration_s > 0 ? static_cast<double>(kills) / duration_s : 0;
   }

@@ -181,6 +181,24 @@ struct ReceivedFd {
 };
 // Receives one message of at most max_message bytes and the fd sent with it.
 ReceivedFd receive_with_fd(int socket, std::size_t max_message = 4096);
+// The same with up to 8 fds.
+void send_with_fds(int socket, std::string_view message, const std::vector<int>& fds);
+struct ReceivedFds {
+  std::string message;
+  std::vector<UniqueFd> fds;
+};
+ReceivedFds receive_with_fds(int socket, std::size_t max_message = 4096);
+// A close-on-exec pipe: {read end, write end}; the read end non-blocking if asked.
+std::pair<UniqueFd, UniqueFd> pipe(bool nonblocking_read = false);
+// dup2 (close-on-exec cleared on the new fd, as dup2 does).
+void dup2(int from, int to);
+// Reads what is there without blocking (the fd must be O_NONBLOCK); appends
+// at most `limit` bytes in all to `out`; false at end of file.
+bool read_available(int fd, std::string& out, std::size_t limit);
+// Threads of this process (/proc/self/task).
+std::size_t thread_count();
+// PR_SET_CHILD_SUBREAPER: orphaned descendants become this process's children.
+void set_child_subreaper(bool on);
 // A connected pair of Unix stream sockets, close-on-exec.
 std::pair<UniqueFd, UniqueFd> socket_pair();
 

@@ -1,0 +1,129 @@
+#include "shmutils/framework/zygote.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <csignal>
+#include <cstdio>
+#include <mutex>
+
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/sys.hpp"
+
+namespace shmutils::framework {
+
+namespace {
+
+struct ZygoteHandle {
+  pid_t pid = 0;
+  UniqueFd socket;
+  std::mutex mutex;  // one request at a time
+};
+
+ZygoteHandle& handle() {
+  static ZygoteHandle zygote;
+  return zygote;
+}
+
+std::string join(const std::vector<std::string>& args) {
+  std::string text;
+  for (const std::string& a : args) text += a + "\n";
+  return text;
+}
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> args;
+  std::string current;
+  for (char c : text) {
+    if (c == '\n') {
+      args.push_back(current);
+      current.clear();
+    } else {
+      current += c;
+    }
+  }
+  return args;
+}
+
+// The zygote's loop: one worker per request, until the harness goes away.
+[[noreturn]] void serve(int socket, pid_t harness, const ScenarioFactory& make) {
+  for (;;) {
+    sys::ReceivedFds request;
+    try {
+      request = sys::receive_with_fds(socket, 64 << 10);
+    } catch (const Error&) {
+      ::_exit(0);  // the harness closed its end: it is gone
+    }
+    if (request.fds.size() != 3) ::_exit(3);
+    auto [report_read, report_write] = sys::pipe();
+    pid_t middle = sys::fork("zygote worker");
+    if (middle == 0) {
+      // The intermediate forks the worker and exits, so that the worker is
+      // orphaned and handed to the harness (a child subreaper).
+      pid_t worker = sys::fork("worker");
+      if (worker == 0) {
+        std::uint64_t until = sys::monotonic_ns() + 5'000'000'000ULL;
+        while (::getppid() != harness && sys::monotonic_ns() < until) sys::sleep_ns(100'000);
+        sys::set_parent_death_signal(SIGKILL);
+        if (::getppid() != harness) ::_exit(71);  // the harness is gone already
+        sys::dup2(request.fds[2].get(), STDOUT_FILENO);
+        sys::dup2(request.fds[2].get(), STDERR_FILENO);
+        int status = detail::run_worker_from_args(split(request.message), make,
+                                                  request.fds[0].get(), request.fds[1].get());
+        (void)std::fflush(nullptr);
+        ::_exit(status);
+      }
+      (void)::write(report_write.get(), &worker, sizeof worker);
+      ::_exit(0);
+    }
+    report_write.reset();
+    pid_t worker = -1;
+    (void)::read(report_read.get(), &worker, sizeof worker);
+    (void)sys::wait(middle);
+    std::string reply = std::to_string(worker);
+    (void)::write(socket, reply.data(), reply.size());
+  }
+}
+
+}  // namespace
+
+void start_zygote(ScenarioFactory factory) {
+  ZygoteHandle& zygote = handle();
+  if (zygote.pid != 0) return;
+  auto [ours, theirs] = sys::socket_pair();
+  pid_t harness = sys::getpid();
+  pid_t pid = sys::fork("zygote");
+  if (pid == 0) {
+    sys::set_parent_death_signal(SIGKILL);
+    if (::getppid() != harness) ::_exit(0);
+    ours.reset();
+    serve(theirs.get(), harness, factory);
+  }
+  zygote.pid = pid;
+  zygote.socket = std::move(ours);
+}
+
+bool zygote_started() noexcept { return handle().pid != 0; }
+pid_t zygote_pid() noexcept { return handle().pid; }
+
+namespace detail {
+
+pid_t zygote_fork_worker(const std::vector<std::string>& args, int witness_fd, int segment_fd,
+                         int output_fd) {
+  ZygoteHandle& zygote = handle();
+  std::lock_guard lock(zygote.mutex);
+  sys::send_with_fds(zygote.socket.get(), join(args), {witness_fd, segment_fd, output_fd});
+  char reply[32] = {};
+  ssize_t n =
+      sys::retry_eintr([&] { return ::read(zygote.socket.get(), reply, sizeof reply - 1); });
+  if (n <= 0) throw Error(ErrorKind::ProcessGone, "zygote", "fork worker", "the zygote is gone");
+  pid_t pid = static_cast<pid_t>(std::strtol(reply, nullptr, 10));
+  if (pid <= 0)
+    throw Error(ErrorKind::System, "zygote", "fork worker", "the zygote could not fork");
+  return pid;
+}
+
+}  // namespace detail
+
+}  // namespace shmutils::framework
