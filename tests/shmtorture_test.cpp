@@ -62,6 +62,7 @@ TEST(ShmtortureTest, WritesTheJsonContractAndASelfContainedHtmlTimeline) {
   std::string page((std::istreambuf_iterator<char>(html)), std::istreambuf_iterator<char>());
   ::unlink(html_path.c_str());
   EXPECT_NE(page.find("<svg"), std::string::npos);
+  EXPECT_NE(page.find("<title>holds counter.lock"), std::string::npos) << "lock holds are drawn";
   EXPECT_EQ(page.find("http"), std::string::npos) << "the page loads nothing from the network";
 }
 

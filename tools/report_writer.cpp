@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -122,6 +123,18 @@ std::string timeline(const framework::RunReport& r) {
         << lane_height - 2 << "\" fill=\"" << colour_of(w.end) << "\"><title>" << escape(w.end)
         << "</title></rect>";
   }
+  // Sampled lock holds: a dark band inside the holder's bar.
+  std::map<std::uint32_t, std::size_t> lane_by_incarnation;
+  for (std::size_t i = 0; i < log.size(); ++i) lane_by_incarnation[log[i].incarnation] = lane_of[i];
+  for (const auto& hold : r.lock_holds) {
+    auto lane = lane_by_incarnation.find(hold.incarnation);
+    if (lane == lane_by_incarnation.end()) continue;
+    double y = top + lane_height * static_cast<double>(lane->second);
+    svg << "<rect x=\"" << x(hold.start_s) << "\" y=\"" << y + 8 << "\" width=\""
+        << std::max(1.0, x(hold.end_s) - x(hold.start_s)) << "\" height=\"" << lane_height - 16
+        << "\" fill=\"#1864ab\"><title>holds " << escape(hold.lock) << " from " << hold.start_s
+        << " s to " << hold.end_s << " s</title></rect>";
+  }
   double y_events = top + lane_height * static_cast<double>(lane_free.size());
   svg << "<text x=\"4\" y=\"" << y_events + 14 << "\">events</text>";
   for (const auto& e : r.events) {
@@ -166,7 +179,9 @@ std::string to_html(const TortureRun& run) {
           "style=\"background:#e8590c\"></span>"
           "killed at random<span style=\"background:#000\"></span>crash or hang<span "
           "style=\"background:#2f9e44\"></span>"
-          "exited; events: green recovery, grey stall, red violation. Hover for details.</p>";
+          "exited; dark band: holding a lock (sampled); events: green recovery, grey stall, red "
+          "violation. "
+          "Hover for details.</p>";
   for (const auto& r : run.scenarios) {
     html << "<h2>" << escape(r.scenario) << "</h2>";
     for (const auto& v : r.violations)

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <map>
 #include <new>
 #include <optional>
 #include <random>
@@ -223,6 +224,14 @@ class Run {
   void resume_all();
   std::string lock_report();
   std::string all_stacks_and_holders();
+  void sample_lock_holds(bool final);
+
+  struct OpenHold {
+    pid_t pid = 0;
+    std::uint32_t incarnation = 0;
+    double since_s = 0;
+  };
+  std::map<std::string, OpenHold> open_holds_;
 
   Scenario& scenario_;
   RunOptions options_;
@@ -319,6 +328,33 @@ void Run::drain_output(LiveWorker& worker) {
   if (worker.output.valid() &&
       !sys::read_available(worker.output.get(), worker.captured, kOutputKept)) {
     worker.output.reset();  // end of file: the worker and its copies of the pipe are gone
+  }
+}
+
+void Run::sample_lock_holds(bool final) {
+  constexpr std::size_t kHoldsKept = 20000;
+  double now = now_s();
+  for (const NamedLockHolder& lock :
+       final ? std::vector<NamedLockHolder>{} : scenario_.lock_holders(segment_)) {
+    OpenHold& open = open_holds_[lock.lock];
+    if (open.pid == lock.holder.pid) continue;
+    if (open.pid != 0 && report_.lock_holds.size() < kHoldsKept) {
+      report_.lock_holds.push_back({open.incarnation, lock.lock, open.since_s, now});
+    }
+    open = OpenHold{};
+    for (const LiveWorker& worker : live_) {
+      if (lock.holder.pid != 0 && worker.process.pid() == lock.holder.pid) {
+        open = OpenHold{lock.holder.pid, worker.incarnation, now};
+      }
+    }
+  }
+  if (final) {
+    for (auto& [name, open] : open_holds_) {
+      if (open.pid != 0 && report_.lock_holds.size() < kHoldsKept) {
+        report_.lock_holds.push_back({open.incarnation, name, open.since_s, now});
+      }
+    }
+    open_holds_.clear();
   }
 }
 
@@ -650,6 +686,7 @@ RunReport Run::execute() {
     }
     poll_workers();
     if (crashed_) break;
+    sample_lock_holds(false);
     scheduled_actions();
     if (watchdog()) {
       hung_ = true;
@@ -669,6 +706,7 @@ RunReport Run::execute() {
     finish();
   }
   report_.duration_s = now_s();
+  sample_lock_holds(true);
   if (use_zygote_) sys::set_child_subreaper(false);
   for (std::string& v : scenario_.check(segment_, *witness_, true)) violation(std::move(v));
   for (std::uint32_t i = 0; i < next_incarnation_; ++i)

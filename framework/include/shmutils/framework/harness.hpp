@@ -89,6 +89,16 @@ struct PointCounts {
   std::uint64_t kills = 0;
 };
 
+// A stretch of time during which the harness saw a worker hold a scenario
+// lock (sampled on every turn of the harness loop, so short holds between
+// two samples are not seen).
+struct LockHold {
+  std::uint32_t incarnation = 0;
+  std::string lock;
+  double start_s = 0;
+  double end_s = 0;
+};
+
 struct WorkerSummary {
   std::uint32_t incarnation = 0;
   pid_t pid = 0;
@@ -112,6 +122,7 @@ struct RunReport {
   std::map<std::string, PointCounts> fault_points;
   std::vector<WorkerSummary> worker_log;
   std::vector<RunEvent> events;
+  std::vector<LockHold> lock_holds;        // sampled; at most 20,000
   std::vector<std::string> victim_stacks;  // the first few, as text
   std::string diagnostics;                 // crash / hang stacks and lock holders
   std::string replay_command;
