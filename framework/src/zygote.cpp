@@ -88,7 +88,7 @@ std::vector<std::string> split(const std::string& text) {
 
 }  // namespace
 
-void start_zygote(ScenarioFactory factory) {
+void start_zygote(const ScenarioFactory& factory) {
   ZygoteHandle& zygote = handle();
   if (zygote.pid != 0) return;
   auto [ours, theirs] = sys::socket_pair();

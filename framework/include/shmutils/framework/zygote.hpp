@@ -26,7 +26,7 @@
 
 namespace shmutils::framework {
 
-void start_zygote(ScenarioFactory factory);
+void start_zygote(const ScenarioFactory& factory);
 bool zygote_started() noexcept;
 // The zygote's pid (0 when none): a child of this process that is meant to be.
 pid_t zygote_pid() noexcept;
