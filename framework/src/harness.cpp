@@ -222,6 +222,8 @@ class Run {
   void finish();
   void kill_all(const std::string& why);
   void resume_all();
+  std::size_t dying_count() const;
+  void top_up();
   std::string lock_report();
   std::string all_stacks_and_holders();
   void sample_lock_holds(bool final);
@@ -481,10 +483,7 @@ void Run::poll_workers() {
     int stop_signal = 0;
     ChildProcess::State state = worker.process.poll(&stop_signal);
     if (state == ChildProcess::State::Ended) {
-      bool finished_early =
-          worker.process.status()->success() && witness_->scenario(kStopFlag).load() == 0;
-      reap_or_keep(i);
-      if (finished_early) start_worker();
+      reap_or_keep(i);  // top_up() replaces it
       continue;
     }
     if (state == ChildProcess::State::Stopped) {
@@ -501,7 +500,7 @@ void Run::poll_workers() {
                     "at " + std::string(witness_->point_name(point)) + " hit #" +
                         std::to_string(record.planned_hit.load()),
                     true);
-        if (witness_->scenario(kStopFlag).load() == 0) start_worker();
+        // top_up() starts its replacement.
       }
     }
     ++i;
@@ -518,7 +517,9 @@ void Run::scheduled_actions() {
     }
   }
   if (live_.empty()) return;
-  if (now >= next_kill_ns_) {
+  // Victims take a moment to finish dying (longer on a loaded machine), and
+  // each holds its registry slot until then: never let them pile up.
+  if (now >= next_kill_ns_ && dying_count() < options_.workers) {
     next_kill_ns_ = now + exponential_ns(random_, options_.kills_per_s);
     bool by_holder = std::uniform_int_distribution<int>(0, 1)(random_) == 1;
     std::optional<std::size_t> victim;
@@ -542,7 +543,6 @@ void Run::scheduled_actions() {
     }
     if (victim) {
       kill_worker(*victim, by_holder ? EventKind::KillHolder : EventKind::KillRandom, detail, true);
-      start_worker();
     }
   }
   if (now >= next_stall_ns_ && !live_.empty()) {
@@ -556,6 +556,20 @@ void Run::scheduled_actions() {
       event(worker.incarnation, EventKind::Stall);
     }
   }
+}
+
+std::size_t Run::dying_count() const {
+  std::size_t dying = 0;
+  for (const LiveWorker& worker : live_) dying += worker.dying ? 1 : 0;
+  return dying;
+}
+
+// Keeps `workers` workers running: replaces the killed and the ended, but
+// waits while as many victims as workers are still dying.
+void Run::top_up() {
+  if (witness_->scenario(kStopFlag).load() != 0) return;
+  std::size_t dying = dying_count();
+  while (live_.size() - dying < options_.workers && dying < options_.workers) start_worker();
 }
 
 void Run::resume_all() {
@@ -653,7 +667,8 @@ RunReport Run::execute() {
     witness_->add_point(point);
   }
   for (const std::string& point : options_.required_points) witness_->add_point(point);
-  segment_ = Segment::create_anonymous(scenario_.segment_size());
+  // Room in the registry for the workers, the victims still dying and the harness.
+  segment_ = Segment::create_anonymous(scenario_.segment_size(), {.max_processes = 256});
   scenario_.setup(segment_, *witness_);
   use_zygote_ = options_.mode == WorkerMode::Fork && zygote_started() && sys::thread_count() > 1;
   if (options_.mode == WorkerMode::Spawn || use_zygote_) {
@@ -686,6 +701,7 @@ RunReport Run::execute() {
     }
     poll_workers();
     if (crashed_) break;
+    top_up();
     sample_lock_holds(false);
     scheduled_actions();
     if (watchdog()) {
