@@ -34,6 +34,10 @@ std::string describe(const RunReport& report) {
 TEST(HarnessTest, EveryBuiltInScenarioPassesUnderKillsWithItsFaultPointsExercised) {
   for (auto& scenario : builtin_scenarios()) {
     RunOptions options = quick_options(42);
+    // Planned deaths early and few random kills, so that even a slow (sanitized,
+    // loaded) run reaches its fault points before the random kills get there.
+    options.max_planned_hit = 20;
+    options.kills_per_s = 50;
     RunReport report = Harness().run(*scenario, options);
     SCOPED_TRACE(std::string(scenario->name()));
     EXPECT_TRUE(report.ok()) << describe(report);
