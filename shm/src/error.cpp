@@ -28,6 +28,10 @@ std::string_view to_string(ErrorKind kind) noexcept {
     case ErrorKind::BadDescriptor: return "bad file descriptor";
     case ErrorKind::ProcessGone: return "no such process";
     case ErrorKind::NotRecoverable: return "not recoverable";
+    case ErrorKind::DoubleFree: return "double free";
+    case ErrorKind::ForeignPointer: return "foreign pointer";
+    case ErrorKind::CorruptHeap: return "corrupt heap";
+    case ErrorKind::TypeMismatch: return "type mismatch";
     case ErrorKind::System: return "system error";
   }
   return "unknown error";

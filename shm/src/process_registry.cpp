@@ -115,7 +115,11 @@ Registration ProcessRegistry::attach() {
 }
 
 SlotInfo ProcessRegistry::read_slot(std::uint32_t index) const {
-  RegistrySlot& slot = table_->slot(index);
+  return inspect_slot(*table_, index);
+}
+
+SlotInfo ProcessRegistry::inspect_slot(const RegistryTable& table, std::uint32_t index) {
+  const RegistrySlot& slot = table.slot(index);
   SlotInfo info;
   info.index = index;
   std::uint64_t word = slot.word.load(std::memory_order_acquire);

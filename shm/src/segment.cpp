@@ -27,25 +27,49 @@ std::size_t align_up(std::size_t value, std::size_t alignment) {
   return (value + alignment - 1) / alignment * alignment;
 }
 
+constexpr std::size_t kMinimumArena = 2 * heap::kSpanBytes;
+
 struct Layout {
   SegmentRegion registry;
+  SegmentRegion allocator;
+  SegmentRegion names;
   SegmentRegion user;
-  std::size_t minimum_size;
+  std::size_t minimum_size;  // end of the fixed regions
+  std::uint64_t arena_offset = 0;
+  std::uint64_t arena_size = 0;
 };
 
-Layout plan_layout(std::uint32_t max_processes) {
+// total_size matters only with a heap (the arena takes what is left).
+Layout plan_layout(std::uint32_t max_processes, const SegmentOptions* heap_options = nullptr,
+                   std::size_t total_size = 0) {
   Layout layout{};
   layout.registry.offset = align_up(sizeof(SegmentHeader), kRegionAlignment);
   layout.registry.size = RegistryTable::bytes_for(max_processes);
-  layout.user.offset = align_up(layout.registry.offset + layout.registry.size, kRegionAlignment);
-  layout.user.size = 0;
-  layout.minimum_size = layout.user.offset;
+  std::size_t next = align_up(layout.registry.offset + layout.registry.size, kRegionAlignment);
+  if (heap_options != nullptr) {
+    layout.allocator.offset = next;
+    layout.allocator.size = Heap::region_size(max_processes, total_size);
+    next = align_up(next + layout.allocator.size, kRegionAlignment);
+    layout.names.offset = next;
+    layout.names.size = NameDirectory::region_size(heap_options->max_names);
+    next = align_up(next + layout.names.size, kRegionAlignment);
+  }
+  layout.user.offset = next;
+  layout.user.size =
+      heap_options != nullptr ? align_up(heap_options->user_size, kRegionAlignment) : 0;
+  layout.minimum_size = layout.user.offset + layout.user.size;
+  if (heap_options != nullptr) {
+    layout.arena_offset = align_up(layout.minimum_size, heap::kSpanBytes);
+    std::size_t end = total_size / heap::kGranule * heap::kGranule;
+    layout.arena_size = end > layout.arena_offset ? end - layout.arena_offset : 0;
+    // Validation keeps every region inside minimum_size; the arena follows it.
+  }
   return layout;
 }
 
 // Writes a fresh header and registry into `base`; publishes the magic last.
-void format(std::byte* base, std::size_t size, std::uint32_t max_processes) {
-  Layout layout = plan_layout(max_processes);
+void format(std::byte* base, std::size_t size, const SegmentOptions& options) {
+  Layout layout = plan_layout(options.max_processes, options.heap ? &options : nullptr, size);
   auto* header = reinterpret_cast<SegmentHeader*>(base);
   header->magic.store(0, std::memory_order_relaxed);
   std::memset(base + sizeof(std::uint64_t), 0, layout.minimum_size - sizeof(std::uint64_t));
@@ -58,20 +82,43 @@ void format(std::byte* base, std::size_t size, std::uint32_t max_processes) {
   header->created_realtime_ns = sys::realtime_ns();
   header->minimum_size = layout.minimum_size;
   header->registry = layout.registry;
-  header->allocator = {0, 0};
-  header->names = {0, 0};
+  header->allocator = layout.allocator;
+  header->names = layout.names;
   header->user = layout.user;
   header->checksum = header_checksum(*header);
   header->total_size.store(size, std::memory_order_relaxed);
   ProcessRegistry::initialize(reinterpret_cast<RegistryTable*>(base + layout.registry.offset),
-                              max_processes);
+                              options.max_processes);
+  if (options.heap) {
+    Heap::format(base, layout.allocator.offset, options.max_processes, layout.arena_offset,
+                 layout.arena_size);
+    NameDirectory::format(reinterpret_cast<NameTable*>(base + layout.names.offset),
+                          options.max_names);
+  }
   fp_init_before_publish.reached();
   header->magic.store(kSegmentMagic, std::memory_order_release);
 }
 
-void check_size(const std::string& object, std::size_t size, std::uint32_t max_processes) {
+void check_size(const std::string& object, std::size_t size, const SegmentOptions& options) {
+  const std::uint32_t max_processes = options.max_processes;
   if (max_processes == 0) {
     throw Error(ErrorKind::InvalidArgument, object, "create", "max_processes must be at least 1");
+  }
+  if (options.heap) {
+    if (max_processes > heap::kMaxSlots || options.max_names == 0) {
+      throw Error(ErrorKind::InvalidArgument, object, "create",
+                  "a heap serves 1 to " + std::to_string(heap::kMaxSlots) +
+                      " processes and needs max_names >= 1");
+    }
+    Layout layout = plan_layout(max_processes, &options, size);
+    if (layout.arena_size < kMinimumArena) {
+      std::size_t needed = layout.arena_offset + kMinimumArena;
+      throw Error(ErrorKind::TooSmall, object, "create",
+                  std::to_string(size) + " bytes; a heap segment for " +
+                      std::to_string(max_processes) + " processes needs at least " +
+                      std::to_string(needed));
+    }
+    return;
   }
   std::size_t minimum = Segment::minimum_size(max_processes);
   if (size < minimum) {
@@ -104,14 +151,25 @@ std::size_t Segment::minimum_size(std::uint32_t max_processes) noexcept {
 
 Segment& Segment::operator=(Segment&& other) noexcept {
   if (this != &other) {
+    detach_heap();
     registration_.detach();
     registration_ = std::move(other.registration_);
     registry_ = std::move(other.registry_);
+    heap_ = std::move(other.heap_);
+    names_ = std::move(other.names_);
     mapping_ = std::move(other.mapping_);
     object_ = std::move(other.object_);
     inheritable_fd_ = std::move(other.inheritable_fd_);
   }
   return *this;
+}
+
+Segment::~Segment() { detach_heap(); }
+
+void Segment::detach_heap() noexcept {
+  if (registration_.valid()) heap_.release_slot();
+  heap_ = Heap();
+  names_ = NameDirectory();
 }
 
 Segment Segment::create(std::string_view name, std::size_t size, const SegmentOptions& options) {
@@ -140,7 +198,7 @@ Segment Segment::open(std::string_view name, OpenMode mode, std::size_t size,
     if (!mode.writable()) {
       throw Error(ErrorKind::InvalidArgument, object, "open", "creating needs read-write access");
     }
-    check_size(object, size, options.max_processes);
+    check_size(object, size, options);
     size = sys::round_up_to_page(size);
   }
   if (mode.disposition == Disposition::CreateOrTruncate) {
@@ -170,7 +228,7 @@ Segment Segment::open(std::string_view name, OpenMode mode, std::size_t size,
 }
 
 Segment Segment::create_anonymous(std::size_t size, const SegmentOptions& options) {
-  check_size("memfd segment", size, options.max_processes);
+  check_size("memfd segment", size, options);
   return attach_object(ShmObject::create_anonymous("shmutils"), true, sys::round_up_to_page(size),
                        options);
 }
@@ -218,7 +276,7 @@ Segment Segment::attach_object(ShmObject object, bool created, std::size_t creat
           segment.object_.resize(create_size);
           fp_init_after_truncate.reached();
           segment.map_whole(create_size, options.address_hint);
-          format(segment.base(), create_size, options.max_processes);
+          format(segment.base(), create_size, options);
         } catch (...) {
           sys::flock_unlock(fd, described);
           // A creator that cannot finish leaves no half-made name behind.
@@ -290,8 +348,52 @@ void Segment::map_whole(std::size_t size, void* hint) {
 
 void Segment::finish_attach(const SegmentOptions& options) {
   const SegmentHeader& h = header();
-  registry_ = ProcessRegistry(reinterpret_cast<RegistryTable*>(base() + h.registry.offset), name());
-  if (options.register_process && writable()) registration_ = registry_.attach();
+  auto* table = reinterpret_cast<RegistryTable*>(base() + h.registry.offset);
+  registry_ = std::make_shared<ProcessRegistry>(table, name());
+  const bool with_heap = h.allocator.size != 0;
+  if (with_heap) {
+    // Check the regions before anything (the reaper included) touches them.
+    if (h.names.size == 0) {
+      throw Error(ErrorKind::CorruptHeader, describe(), "open", "a heap without a name directory");
+    }
+    Heap::validate(base(), mapping_.size(), h.allocator.offset, h.allocator.size, table->capacity,
+                   name());
+    NameDirectory::validate(reinterpret_cast<const NameTable*>(base() + h.names.offset),
+                            h.names.size, name());
+    Heap reaper_view = Heap::attach(base(), mapping_.size(), h.allocator.offset, h.allocator.size,
+                                    table, -1, name());
+    registry_->add_reaper("heap",
+                          [reaper_view](const SlotInfo& dead) { reaper_view.reclaim_slot(dead); });
+  }
+  if (options.register_process && writable()) registration_ = registry_->attach();
+  if (with_heap) {
+    std::int64_t slot = registration_.valid() ? std::int64_t{registration_.slot()} : -1;
+    heap_ = Heap::attach(base(), mapping_.size(), h.allocator.offset, h.allocator.size, table, slot,
+                         name());
+    heap_.set_registry_owner(registry_);
+    names_ = NameDirectory(reinterpret_cast<NameTable*>(base() + h.names.offset), heap_, name());
+  }
+}
+
+Heap& Segment::heap() {
+  if (!heap_.valid()) {
+    throw Error(ErrorKind::InvalidArgument, describe(), "heap",
+                "this segment has no heap (create it with SegmentOptions::heap = true)");
+  }
+  return heap_;
+}
+
+NameDirectory& Segment::names() {
+  heap();  // same precondition, same message
+  return names_;
+}
+
+HeapAudit Segment::audit(unsigned timeout_ms) {
+  HeapAudit result = heap().audit(timeout_ms);
+  for (std::string& problem : names_.check(heap_.dump())) {
+    result.problems.push_back(std::move(problem));
+  }
+  return result;
 }
 
 void Segment::unlink(std::string_view name) { ShmObject::unlink(name); }
@@ -300,8 +402,9 @@ bool Segment::unlink_if_exists(std::string_view name) { return ShmObject::unlink
 void Segment::unlink() const { object_.unlink(); }
 
 void Segment::close() {
+  detach_heap();
   registration_.detach();
-  registry_ = ProcessRegistry();
+  registry_ = std::make_shared<ProcessRegistry>();
   mapping_.unmap();
   inheritable_fd_.reset();
   object_.close();
@@ -321,6 +424,7 @@ std::span<std::byte> Segment::user_area() const noexcept {
   if (!valid()) return {};
   std::uint64_t offset = header().user.offset;
   std::uint64_t end = std::min<std::uint64_t>(size(), mapping_.size());
+  if (header().user.size != 0) end = std::min<std::uint64_t>(end, offset + header().user.size);
   return {base() + offset, end - offset};
 }
 
@@ -383,6 +487,10 @@ void Segment::check_not_truncated() const {
 
 void Segment::resize(std::size_t new_size) {
   if (!writable()) throw Error(ErrorKind::PermissionDenied, describe(), "resize", "read-only");
+  if (heap_.valid() || header().allocator.size != 0) {
+    throw Error(ErrorKind::NotSupported, describe(), "resize",
+                "a segment with a heap has a fixed size");
+  }
   std::size_t minimum = header().minimum_size;
   if (new_size < minimum) {
     throw Error(ErrorKind::TooSmall, describe(), "resize",
@@ -409,7 +517,7 @@ void Segment::refresh() {
   Mapping old = std::move(mapping_);  // stays mapped until everything points at the new one
   map_whole(total, nullptr);
   auto* table = reinterpret_cast<RegistryTable*>(base() + header().registry.offset);
-  registry_.rebase(table);
+  registry_->rebase(table);
   registration_.rebase(table);
 }
 

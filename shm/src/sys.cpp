@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
 #include <spawn.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -238,6 +240,20 @@ std::string ExitStatus::to_string() const {
   return std::string("killed by ") +
          (name != nullptr ? std::string("SIG") + name : "signal " + std::to_string(signal));
 }
+
+namespace {
+std::atomic<std::uint64_t> g_fork_generation{0};
+void count_fork_in_child() noexcept { g_fork_generation.fetch_add(1, std::memory_order_relaxed); }
+// Registered before main: every fork (ours or anyone's) is counted.
+const int g_fork_counter_registered = ::pthread_atfork(nullptr, nullptr, &count_fork_in_child);
+}  // namespace
+
+std::uint64_t fork_generation() noexcept {
+  (void)g_fork_counter_registered;
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+void yield() noexcept { ::sched_yield(); }
 
 pid_t fork(std::string_view what) {
   pid_t pid = ::fork();

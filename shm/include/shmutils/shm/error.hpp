@@ -38,6 +38,10 @@ enum class ErrorKind {
   BadDescriptor,     // a closed or invalid file descriptor
   ProcessGone,       // ESRCH: the process does not exist
   NotRecoverable,    // a lock whose repair was abandoned (see Mutex::abandon_repair)
+  DoubleFree,        // a heap block freed twice
+  ForeignPointer,    // an offset or address that is not a block of this heap
+  CorruptHeap,       // the allocator's structures are inconsistent (audit says where)
+  TypeMismatch,      // a named object looked up as another type than it was made as
   System,            // any other errno
 };
 

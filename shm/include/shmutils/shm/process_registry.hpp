@@ -57,6 +57,10 @@ struct alignas(64) RegistryTable {
     return reinterpret_cast<RegistrySlot*>(reinterpret_cast<std::byte*>(this) +
                                            sizeof(*this))[index];
   }
+  const RegistrySlot& slot(std::uint32_t index) const noexcept {
+    return reinterpret_cast<const RegistrySlot*>(reinterpret_cast<const std::byte*>(this) +
+                                                 sizeof(*this))[index];
+  }
   static std::size_t bytes_for(std::uint32_t capacity) noexcept {
     return sizeof(RegistryTable) + std::size_t{capacity} * sizeof(RegistrySlot);
   }
@@ -121,6 +125,9 @@ class ProcessRegistry {
   // Claims a free slot for this process; throws NoSpace when all are taken
   // (after reaping dead slots once).
   Registration attach();
+
+  // One slot of a table, read without locking (tools, audits).
+  static SlotInfo inspect_slot(const RegistryTable& table, std::uint32_t index);
 
   std::uint32_t capacity() const noexcept { return table_->capacity; }
   std::vector<SlotInfo> slots() const;  // every non-free slot

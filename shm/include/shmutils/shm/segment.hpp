@@ -32,11 +32,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 
+#include "shmutils/shm/heap.hpp"
 #include "shmutils/shm/mapping.hpp"
+#include "shmutils/shm/name_directory.hpp"
 #include "shmutils/shm/open_mode.hpp"
 #include "shmutils/shm/process_registry.hpp"
 #include "shmutils/shm/segment_descriptor.hpp"
@@ -53,6 +56,12 @@ struct SegmentOptions {
   bool allow_foreign_owner = false;              // accept a segment owned by another uid
   std::chrono::milliseconds init_timeout{2000};  // bound on waiting for a creator
   void* address_hint = nullptr;                  // map exactly here (fails if busy)
+  // create only: give the segment a crash-safe heap (heap.hpp) and a name
+  // directory (name_directory.hpp). The heap's arena is everything after the
+  // fixed regions; the size of such a segment is fixed.
+  bool heap = false;
+  std::size_t user_size = 4096;   // with heap: raw user area bytes before the arena
+  std::uint32_t max_names = 256;  // with heap: name directory entries
 };
 
 class Segment {
@@ -94,7 +103,9 @@ class Segment {
   Segment(Segment&&) noexcept = default;
   // Detaches from the current segment first (its slot lives in its mapping).
   Segment& operator=(Segment&& other) noexcept;
-  ~Segment() = default;
+  // Detaches: returns this process's heap caches and unpublished blocks, then
+  // frees its registry slot.
+  ~Segment();
 
   // Removes this segment's name; attached processes keep using it.
   void unlink() const;
@@ -116,12 +127,23 @@ class Segment {
   const Mapping& mapping() const noexcept { return mapping_; }
   Mapping& mapping() noexcept { return mapping_; }
 
-  // From the user area's start to the end of this attachment's mapping.
+  // The raw user area: from its start to the end of this attachment's mapping,
+  // or user_size bytes in a segment with a heap.
   std::span<std::byte> user_area() const noexcept;
   std::uint64_t user_offset() const noexcept { return header().user.offset; }
 
-  ProcessRegistry& registry() noexcept { return registry_; }
-  const ProcessRegistry& registry() const noexcept { return registry_; }
+  ProcessRegistry& registry() noexcept { return *registry_; }
+  const ProcessRegistry& registry() const noexcept { return *registry_; }
+  // Reaps every dead process's slot (its heap holdings included).
+  std::size_t reap_dead() { return registry_->reap_dead(); }
+
+  bool has_heap() const noexcept { return heap_.valid(); }
+  // The heap and name directory; InvalidArgument without SegmentOptions::heap.
+  Heap& heap();
+  NameDirectory& names();
+  // Checks the heap (live: see Heap::audit) and that every name points at a
+  // live published block.
+  HeapAudit audit(unsigned timeout_ms = 1000);
   // This attachment's registry slot; invalid when not registered.
   const Registration& registration() const noexcept { return registration_; }
 
@@ -133,7 +155,8 @@ class Segment {
   SegmentDescriptor inheritable_descriptor();
 
   // Grows or shrinks the segment to new_size bytes (not below the layout's
-  // minimum) and remaps this attachment; pointers into it become stale.
+  // minimum) and remaps this attachment; pointers into it become stale. A
+  // segment with a heap has a fixed size (NotSupported).
   void resize(std::size_t new_size);
   // Remaps this attachment to the segment's current size (after another
   // process resized it).
@@ -153,11 +176,16 @@ class Segment {
   void finish_attach(const SegmentOptions& options);
   std::string describe() const { return object_.describe(); }
 
+  void detach_heap() noexcept;
+
   ShmObject object_;
   Mapping mapping_;
-  ProcessRegistry registry_;
+  // Shared so the heap can reach the registry's reapers (Heap::await_reap).
+  std::shared_ptr<ProcessRegistry> registry_ = std::make_shared<ProcessRegistry>();
   Registration registration_;
   UniqueFd inheritable_fd_;
+  Heap heap_;
+  NameDirectory names_;
 };
 
 // Sends a segment's descriptor and fd over a Unix socket (SCM_RIGHTS).

@@ -25,7 +25,7 @@ namespace shmutils {
 
 // "SHMUTILS" read as a little-endian 64-bit word.
 inline constexpr std::uint64_t kSegmentMagic = 0x534C4954554D4853ULL;
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kLayoutVersion = 2;
 
 struct SegmentRegion {
   std::uint64_t offset;  // from the segment base; 0 with size 0 means absent
@@ -41,12 +41,12 @@ struct SegmentHeader {
   std::int32_t creator_pid;
   std::uint64_t creator_start_time;  // /proc start time of the creator
   std::uint64_t created_realtime_ns;
-  std::uint64_t minimum_size;             // the end of the last fixed region
-  SegmentRegion registry;                 // process registry (process_registry.hpp)
-  SegmentRegion allocator;                // reserved: absent in layout 1
-  SegmentRegion names;                    // reserved: absent in layout 1
-  SegmentRegion user;                     // the user area: from its offset to total_size
-  std::uint64_t checksum;                 // FNV-1a 64 of bytes [8, offsetof(checksum))
+  std::uint64_t minimum_size;  // the end of the last fixed region
+  SegmentRegion registry;      // process registry (process_registry.hpp)
+  SegmentRegion allocator;     // heap control and tables (heap_layout.hpp); 0,0 = no heap
+  SegmentRegion names;         // name directory (name_directory.hpp); 0,0 = no heap
+  SegmentRegion user;          // the raw user area; size 0 = up to total_size
+  std::uint64_t checksum;      // FNV-1a 64 of bytes [8, offsetof(checksum))
   std::atomic<std::uint64_t> total_size;  // the segment's size; changes on resize
   std::array<std::byte, 112> reserved;    // zero; pads the header to 256 bytes
 };

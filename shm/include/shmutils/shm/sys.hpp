@@ -120,6 +120,11 @@ struct ExitStatus {
   std::string to_string() const;  // "exit code 3", "killed by SIGKILL"
 };
 pid_t fork(std::string_view what);
+// Counts the forks this process descends from (bumped in every forked child),
+// so an object can tell it was inherited rather than made here.
+std::uint64_t fork_generation() noexcept;
+// sched_yield(2).
+void yield() noexcept;
 // Sends a signal; false when the process no longer exists.
 bool kill(pid_t pid, int signal);
 // Reaps pid if it ended; nullopt while it runs.

@@ -1,0 +1,365 @@
+// The block layer of the allocator: best-fit bins, splits and merges under the
+// heap lock, and the repairs that rebuild derived state from the header words.
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <vector>
+
+#include "heap_view.hpp"
+#include "shmutils/shm/fault_point.hpp"
+
+namespace shmutils {
+
+SHMUTILS_FAULT_POINT(fp_split_intent, "heap.split.intent_written");
+SHMUTILS_FAULT_POINT(fp_split_first, "heap.split.first_header_written");
+SHMUTILS_FAULT_POINT(fp_merge_intent, "heap.merge.intent_written");
+SHMUTILS_FAULT_POINT(fp_merge_written, "heap.merge.header_written");
+SHMUTILS_FAULT_POINT(fp_heap_repairing, "heap.repairing");
+SHMUTILS_FAULT_POINT(fp_class_repairing, "heap.class.repairing");
+
+namespace detail {
+
+using heap::FreeLinks;
+using heap::HeapIntent;
+using heap::HeapOp;
+using heap::kGranule;
+
+namespace {
+
+constexpr std::uint64_t kMinFreeGranules = 2;  // header + free links
+
+struct ClassTable {
+  std::array<ClassGeometry, heap::kClassCount> geometry{};
+  std::array<std::uint8_t, heap::kMaxSmallSize / kGranule + 1> by_granules{};
+
+  ClassTable() {
+    const std::uint32_t payload = static_cast<std::uint32_t>(heap::kSpanBytes - kGranule);
+    for (std::uint32_t c = 0; c < heap::kClassCount; ++c) {
+      std::uint32_t size = heap::kClassSizes[c];
+      std::uint32_t count = (payload - 64) / (size + 4);
+      auto data_offset = [&](std::uint32_t n) { return (64 + 4 * n + 15) / 16 * 16; };
+      while (data_offset(count) + count * size > payload) --count;
+      // Caches hold about 32 KiB of a class (at least 8 objects, at most 256).
+      std::uint32_t limit = std::clamp<std::uint32_t>(32768 / size, 8, 256);
+      geometry[c] = {size, count, data_offset(count), limit, std::max<std::uint32_t>(limit / 2, 4)};
+    }
+    std::uint32_t c = 0;
+    for (std::size_t g = 0; g < by_granules.size(); ++g) {
+      while (heap::kClassSizes[c] < g * kGranule) ++c;
+      by_granules[g] = static_cast<std::uint8_t>(c);
+    }
+  }
+};
+const ClassTable g_classes;
+
+std::uint64_t granules_of(std::uint64_t word) { return BlockHeader::granules_of(word); }
+State state_of(std::uint64_t word) { return BlockHeader::state_of(word); }
+
+FreeLinks& links(HeapView& v, std::uint64_t block) {
+  return *v.at<FreeLinks>(block + sizeof(BlockHeader));
+}
+
+void write_header(HeapView& v, std::uint64_t block, std::uint64_t granules, State state,
+                  std::uint32_t prev_granules) {
+  BlockHeader* h = v.block(block);
+  h->prev_granules = prev_granules;
+  h->check = BlockHeader::check_for(block, granules);
+  h->word.store(BlockHeader::pack(granules, state), std::memory_order_release);
+}
+
+void apply_split(HeapView& v, const HeapIntent& in) {
+  BlockHeader* first = v.block(in.block);
+  first->check = BlockHeader::check_for(in.block, in.first_granules);
+  first->word.store(in.first_word, std::memory_order_release);
+  fp_split_first.reached();
+  std::uint64_t rest = in.block + in.first_granules * kGranule;
+  std::uint64_t rest_granules = in.total_granules - in.first_granules;
+  write_header(v, rest, rest_granules, State::make(Kind::Free),
+               static_cast<std::uint32_t>(in.first_granules));
+  v.block(in.block + in.total_granules * kGranule)->prev_granules =
+      static_cast<std::uint32_t>(rest_granules);
+}
+
+void apply_merge(HeapView& v, const HeapIntent& in) {
+  BlockHeader* h = v.block(in.block);
+  h->check = BlockHeader::check_for(in.block, in.first_granules);
+  h->word.store(in.first_word, std::memory_order_release);
+  fp_merge_written.reached();
+  v.block(in.block + in.first_granules * kGranule)->prev_granules =
+      static_cast<std::uint32_t>(in.first_granules);
+}
+
+// Splits `block` (total granules) into a first part in `first_state` and a
+// free rest, through the intent.
+void split(HeapView& v, std::uint64_t block, std::uint64_t total, std::uint64_t first,
+           State first_state) {
+  HeapIntent& in = v.control->heap_intent;
+  in.block = block;
+  in.first_granules = first;
+  in.first_word = BlockHeader::pack(first, first_state);
+  in.total_granules = total;
+  in.op.store(static_cast<std::uint64_t>(HeapOp::Split), std::memory_order_release);
+  fp_split_intent.reached();
+  apply_split(v, in);
+  in.op.store(static_cast<std::uint64_t>(HeapOp::None), std::memory_order_release);
+}
+
+// Makes [start, start + granules) one free block, through the intent.
+void merge(HeapView& v, std::uint64_t start, std::uint64_t granules) {
+  HeapIntent& in = v.control->heap_intent;
+  in.block = start;
+  in.first_granules = granules;
+  in.first_word = BlockHeader::pack(granules, State::make(Kind::Free));
+  in.total_granules = granules;
+  in.op.store(static_cast<std::uint64_t>(HeapOp::Merge), std::memory_order_release);
+  fp_merge_intent.reached();
+  apply_merge(v, in);
+  in.op.store(static_cast<std::uint64_t>(HeapOp::None), std::memory_order_release);
+}
+
+// The smallest block in bin `bin` of at least `want` granules, or 0.
+std::uint64_t best_in_bin(HeapView& v, std::uint32_t bin, std::uint64_t want) {
+  std::uint64_t best = 0;
+  std::uint64_t best_granules = ~std::uint64_t{0};
+  for (std::uint64_t b = v.control->bins[bin]; b != 0; b = links(v, b).next) {
+    std::uint64_t g = granules_of(v.block(b)->word.load(std::memory_order_relaxed));
+    if (g >= want && g < best_granules) {
+      best = b;
+      best_granules = g;
+      if (g == want) break;
+    }
+  }
+  return best;
+}
+
+[[noreturn]] void corrupt(HeapView& v, const char* operation, const std::string& why) {
+  v.fail(ErrorKind::CorruptHeap, operation, why + " (run shmctl audit for the whole picture)");
+}
+
+}  // namespace
+
+const ClassGeometry& class_geometry(std::uint32_t class_index) noexcept {
+  return g_classes.geometry[class_index];
+}
+
+std::uint32_t class_for(std::size_t size) noexcept {
+  return g_classes.by_granules[(size + kGranule - 1) / kGranule];
+}
+
+std::uint32_t bin_for(std::uint64_t granules) noexcept {
+  if (granules < 32) return static_cast<std::uint32_t>(granules);
+  auto log = static_cast<std::uint32_t>(std::bit_width(granules) - 1);  // >= 5
+  auto sub = static_cast<std::uint32_t>((granules >> (log - 2)) & 3);
+  return std::min<std::uint32_t>(32 + (log - 5) * 4 + sub, heap::kBinCount - 1);
+}
+
+std::uint64_t span_of(const HeapView& v, std::uint64_t offset) noexcept {
+  if (offset < v.arena_begin || offset >= v.arena_end) return 0;
+  std::uint64_t region = (offset - v.arena_begin) / heap::kSpanBytes;
+  if (v.span_map(region).load(std::memory_order_acquire) == 0) return 0;
+  return v.arena_begin + region * heap::kSpanBytes + sizeof(BlockHeader);
+}
+
+void bin_insert(HeapView& v, std::uint64_t block, std::uint64_t granules) noexcept {
+  std::uint32_t bin = bin_for(granules);
+  std::uint64_t head = v.control->bins[bin];
+  links(v, block) = {head, 0};
+  if (head != 0) links(v, head).prev = block;
+  v.control->bins[bin] = block;
+  v.control->bin_bitmap.fetch_or(std::uint64_t{1} << bin, std::memory_order_relaxed);
+}
+
+void bin_remove(HeapView& v, std::uint64_t block, std::uint64_t granules) noexcept {
+  std::uint32_t bin = bin_for(granules);
+  FreeLinks l = links(v, block);
+  if (l.prev != 0) {
+    links(v, l.prev).next = l.next;
+  } else {
+    v.control->bins[bin] = l.next;
+  }
+  if (l.next != 0) links(v, l.next).prev = l.prev;
+  if (v.control->bins[bin] == 0) {
+    v.control->bin_bitmap.fetch_and(~(std::uint64_t{1} << bin), std::memory_order_relaxed);
+  }
+}
+
+std::uint64_t carve_block(HeapView& v, std::uint64_t granules, std::uint64_t alignment,
+                          State state) {
+  // An aligned request needs room to shift to the boundary, leaving a free
+  // block of at least kMinFreeGranules in front.
+  const bool aligned = alignment > kGranule;
+  const std::uint64_t want = granules + (aligned ? alignment / kGranule + kMinFreeGranules : 0);
+  std::uint32_t bin = bin_for(want);
+  std::uint64_t block = best_in_bin(v, bin, want);
+  if (block == 0) {
+    std::uint64_t above = bin + 1 < heap::kBinCount
+                              ? v.control->bin_bitmap.load(std::memory_order_relaxed) &
+                                    (~std::uint64_t{0} << (bin + 1))
+                              : 0;
+    if (above == 0) return 0;
+    block = best_in_bin(v, static_cast<std::uint32_t>(std::countr_zero(above)), want);
+    if (block == 0) return 0;
+  }
+  std::uint64_t total = granules_of(v.block(block)->word.load(std::memory_order_relaxed));
+  bin_remove(v, block, total);
+  if (aligned) {
+    // Spans align their block (header) to the span grid; user blocks their payload.
+    const bool span = alignment == heap::kSpanBytes;
+    std::uint64_t start = span ? block - v.arena_begin : block + sizeof(BlockHeader);
+    std::uint64_t base = span ? v.arena_begin : 0;
+    std::uint64_t target = (start + base + alignment - 1) / alignment * alignment - base;
+    std::uint64_t lead = target - start;
+    if (lead != 0 && lead < kMinFreeGranules * kGranule) lead += alignment;
+    if (lead != 0) {
+      std::uint64_t lead_granules = lead / kGranule;
+      split(v, block, total, lead_granules, State::make(Kind::Free));
+      bin_insert(v, block, lead_granules);
+      block += lead;
+      total -= lead_granules;
+    }
+  }
+  if (total - granules >= kMinFreeGranules) {
+    split(v, block, total, granules, state);
+    bin_insert(v, block + granules * kGranule, total - granules);
+  } else {
+    v.block(block)->word.store(BlockHeader::pack(total, state), std::memory_order_release);
+  }
+  return block;
+}
+
+void release_block(HeapView& v, std::uint64_t block) {
+  BlockHeader* h = v.block(block);
+  std::uint64_t start = block;
+  std::uint64_t total = granules_of(h->word.load(std::memory_order_acquire));
+  if (h->prev_granules != 0) {
+    std::uint64_t prev = block - std::uint64_t{h->prev_granules} * kGranule;
+    std::uint64_t word = v.block(prev)->word.load(std::memory_order_acquire);
+    if (state_of(word).kind() == Kind::Free) {
+      bin_remove(v, prev, granules_of(word));
+      start = prev;
+      total += granules_of(word);
+    }
+  }
+  std::uint64_t next = block + granules_of(h->word.load(std::memory_order_acquire)) * kGranule;
+  std::uint64_t next_word = v.block(next)->word.load(std::memory_order_acquire);
+  if (next < v.arena_end && state_of(next_word).kind() == Kind::Free) {
+    bin_remove(v, next, granules_of(next_word));
+    total += granules_of(next_word);
+  }
+  merge(v, start, total);
+  bin_insert(v, start, total);
+}
+
+void repair_blocks(HeapView& v) {
+  fp_heap_repairing.reached();
+  HeapIntent& in = v.control->heap_intent;
+  auto op = static_cast<HeapOp>(in.op.load(std::memory_order_acquire));
+  if (op != HeapOp::None) {
+    bool inside = in.block >= v.arena_begin && in.block < v.arena_end && in.first_granules != 0 &&
+                  in.total_granules >= in.first_granules &&
+                  in.block + in.total_granules * kGranule <= v.arena_end;
+    if (!inside) corrupt(v, "repair", "the heap intent names blocks outside the arena");
+    if (op == HeapOp::Split) apply_split(v, in);
+    if (op == HeapOp::Merge) apply_merge(v, in);
+    in.op.store(static_cast<std::uint64_t>(HeapOp::None), std::memory_order_release);
+  }
+  v.control->bins.fill(0);
+  v.control->bin_bitmap.store(0, std::memory_order_relaxed);
+  std::vector<std::uint8_t> spans(v.control->span_map_size, 0);
+  std::uint64_t prev = 0;  // the previous block, 0 before the first
+  std::uint64_t prev_granules = 0;
+  bool prev_free = false;
+  std::uint64_t block = v.arena_begin;
+  while (block < v.arena_end) {
+    BlockHeader* h = v.block(block);
+    std::uint64_t word = h->word.load(std::memory_order_acquire);
+    std::uint64_t g = granules_of(word);
+    if (g == 0 || block + g * kGranule > v.arena_end || !state_of(word).valid_bits()) {
+      corrupt(v, "repair", "block at offset " + std::to_string(block) + " has a broken header");
+    }
+    h->prev_granules = static_cast<std::uint32_t>(prev_granules);
+    h->check = BlockHeader::check_for(block, g);
+    Kind kind = state_of(word).kind();
+    if (kind == Kind::Free && prev_free) {
+      // Two free neighbours (a merge that never started): make them one.
+      bin_remove(v, prev, prev_granules);
+      merge(v, prev, prev_granules + g);
+      bin_insert(v, prev, prev_granules + g);
+      prev_granules += g;
+      block = prev + prev_granules * kGranule;
+      v.block(block)->prev_granules = static_cast<std::uint32_t>(prev_granules);
+      continue;
+    }
+    if (kind == Kind::Free) bin_insert(v, block, g);
+    if (kind == Kind::Span) spans[(block - v.arena_begin) / heap::kSpanBytes] = 1;
+    prev = block;
+    prev_granules = g;
+    prev_free = kind == Kind::Free;
+    block += g * kGranule;
+  }
+  if (block != v.arena_end ||
+      state_of(v.block(block)->word.load(std::memory_order_acquire)).kind() != Kind::Sentinel) {
+    corrupt(v, "repair", "the blocks do not end at the arena's sentinel");
+  }
+  v.block(block)->prev_granules = static_cast<std::uint32_t>(prev_granules);
+  for (std::uint64_t r = 0; r < spans.size(); ++r) {
+    if (v.span_map(r).load(std::memory_order_relaxed) != spans[r]) {
+      v.span_map(r).store(spans[r], std::memory_order_release);
+    }
+  }
+}
+
+void rebuild_classes(HeapView& v, std::uint64_t class_mask) {
+  fp_class_repairing.reached();
+  for (std::uint32_t c = 0; c < heap::kClassCount; ++c) {
+    if ((class_mask >> c & 1) == 0) continue;
+    v.control->classes[c].partial = 0;
+    v.control->classes[c].spans = 0;
+  }
+  for (std::uint64_t block = v.arena_begin; block < v.arena_end;) {
+    std::uint64_t word = v.block(block)->word.load(std::memory_order_acquire);
+    State state = state_of(word);
+    if (state.kind() == Kind::Span && (class_mask >> state.type() & 1) != 0) {
+      std::uint64_t span = block + sizeof(BlockHeader);
+      auto* header = v.at<SpanHeader>(span);
+      std::atomic<std::uint32_t>* states = v.span_states(span);
+      std::uint32_t free_count = 0;
+      for (std::uint32_t i = 0; i < header->object_count; ++i) {
+        if (State{states[i].load(std::memory_order_acquire)}.kind() == Kind::Free) ++free_count;
+      }
+      ClassControl& cls = v.control->classes[state.type()];
+      header->free_count = free_count;
+      header->in_partial = free_count > 0 ? 1 : 0;
+      header->next_partial = 0;
+      if (free_count > 0) {
+        header->next_partial = cls.partial;
+        cls.partial = span;
+      }
+      ++cls.spans;
+    }
+    block += granules_of(word) * kGranule;
+  }
+}
+
+void release_empty_spans(HeapView& v, std::uint32_t class_index) {
+  ClassControl& cls = v.control->classes[class_index];
+  const ClassGeometry& geometry = class_geometry(class_index);
+  std::uint64_t* link = &cls.partial;
+  while (*link != 0 && cls.spans > 1) {
+    std::uint64_t span = *link;
+    auto* header = v.at<SpanHeader>(span);
+    if (header->free_count != geometry.object_count) {
+      link = &header->next_partial;
+      continue;
+    }
+    *link = header->next_partial;
+    header->in_partial = 0;
+    --cls.spans;
+    std::uint64_t block = span - sizeof(BlockHeader);
+    v.span_map((block - v.arena_begin) / heap::kSpanBytes).store(0, std::memory_order_release);
+    release_block(v, block);
+  }
+}
+
+}  // namespace detail
+}  // namespace shmutils

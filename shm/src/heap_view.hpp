@@ -1,0 +1,133 @@
+// Internal to the allocator's sources: the process-local view of a heap and
+// the helpers heap.cpp, heap_repair.cpp and heap_audit.cpp share.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/heap.hpp"
+#include "shmutils/shm/heap_layout.hpp"
+#include "shmutils/shm/process_registry.hpp"
+
+namespace shmutils::detail {
+
+using heap::BlockHeader;
+using heap::ClassControl;
+using heap::HeapControl;
+using heap::Kind;
+using heap::SlotRecord;
+using heap::SpanHeader;
+using heap::State;
+
+// The geometry of one small class's spans.
+struct ClassGeometry {
+  std::uint32_t object_size;
+  std::uint32_t object_count;
+  std::uint32_t data_offset;  // from the span payload
+  std::uint32_t cache_limit;  // flush half when a cache grows past this
+  std::uint32_t batch;        // objects moved per refill
+};
+const ClassGeometry& class_geometry(std::uint32_t class_index) noexcept;
+// The class for a request of `size` bytes (1..kMaxSmallSize).
+std::uint32_t class_for(std::size_t size) noexcept;
+// Bin of a free block of `granules`.
+std::uint32_t bin_for(std::uint64_t granules) noexcept;
+
+struct HeapView {
+  std::byte* base = nullptr;
+  std::uint64_t mapped = 0;
+  HeapControl* control = nullptr;
+  std::uint64_t region_size = 0;
+  RegistryTable* registry = nullptr;
+  std::weak_ptr<ProcessRegistry> registry_owner;  // with the reapers, for await_reap
+  std::string segment;
+  std::int64_t slot = -1;  // this process's registry slot, -1 when not registered
+  pid_t owner_pid = 0;
+  std::uint64_t fork_generation = 0;
+  std::uint64_t arena_begin = 0;  // offset of the first block
+  std::uint64_t arena_end = 0;    // offset of the sentinel block
+  std::mutex types_mutex;         // type_ids below
+  std::unordered_map<std::string, std::uint32_t> type_ids;
+
+  template <class T>
+  T* at(std::uint64_t offset) const noexcept {
+    return reinterpret_cast<T*>(base + offset);
+  }
+  BlockHeader* block(std::uint64_t offset) const noexcept { return at<BlockHeader>(offset); }
+  SlotRecord& record(std::uint32_t index) const noexcept {
+    return at<SlotRecord>(control->slots_offset)[index];
+  }
+  std::atomic<std::uint8_t>& span_map(std::uint64_t region) const noexcept {
+    return at<std::atomic<std::uint8_t>>(control->span_map_offset)[region];
+  }
+  std::atomic<std::uint32_t>* span_states(std::uint64_t span) const noexcept {
+    return at<std::atomic<std::uint32_t>>(span + sizeof(SpanHeader));
+  }
+  std::string object() const { return "heap of segment \"" + segment + "\""; }
+  [[noreturn]] void fail(ErrorKind kind, const char* operation, const std::string& why) const {
+    throw Error(kind, object(), operation, why);
+  }
+};
+
+// Where a small object lives, or nothing when the offset is not in a span.
+struct SmallRef {
+  std::uint64_t span = 0;  // payload offset of the span; 0 = not a small object
+  std::uint32_t class_index = 0;
+  std::uint32_t index = 0;
+  std::atomic<std::uint32_t>* state = nullptr;
+};
+// Span of an offset: the span payload offset when the region is a span.
+std::uint64_t span_of(const HeapView& v, std::uint64_t offset) noexcept;
+
+// --- locks ------------------------------------------------------------
+// Takes the heap lock; repairs what a dead holder left before returning.
+class HeapLock {
+ public:
+  explicit HeapLock(HeapView& v);
+  ~HeapLock() { v_.control->heap_lock.release(); }
+  HeapLock(const HeapLock&) = delete;
+  HeapLock& operator=(const HeapLock&) = delete;
+
+ private:
+  HeapView& v_;
+};
+// Takes a class lock; a dead holder's class is rebuilt (under the heap lock).
+class ClassLock {
+ public:
+  ClassLock(HeapView& v, std::uint32_t class_index);
+  ~ClassLock() { v_.control->classes[class_index_].lock.release(); }
+  ClassLock(const ClassLock&) = delete;
+  ClassLock& operator=(const ClassLock&) = delete;
+
+ private:
+  HeapView& v_;
+  std::uint32_t class_index_;
+};
+
+// --- under the heap lock (heap_blocks.cpp) -----------------------------
+void bin_insert(HeapView& v, std::uint64_t block, std::uint64_t granules) noexcept;
+void bin_remove(HeapView& v, std::uint64_t block, std::uint64_t granules) noexcept;
+// A block of `granules` whose payload is aligned to `alignment`, in state
+// `state`; 0 when nothing fits.
+std::uint64_t carve_block(HeapView& v, std::uint64_t granules, std::uint64_t alignment,
+                          State state);
+// Frees a block (its header word already checked), merging neighbours.
+void release_block(HeapView& v, std::uint64_t block);
+// Redoes a dead holder's header writes, then rebuilds bins and the span map.
+void repair_blocks(HeapView& v);
+// Rebuilds the derived parts of every class from the span states. Needs the
+// heap lock and every class lock that is rebuilt (mask bit per class).
+void rebuild_classes(HeapView& v, std::uint64_t class_mask);
+// Spans whose objects are all free, beyond one per class, go back to the
+// blocks. Needs the class lock and the heap lock.
+void release_empty_spans(HeapView& v, std::uint32_t class_index);
+
+}  // namespace shmutils::detail

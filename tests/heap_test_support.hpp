@@ -1,0 +1,83 @@
+// Scaffolding for the allocator tests: a fresh anonymous heap segment per test,
+// children that attach on their own, a hook that kills a child at the Nth hit
+// of a named fault point, and the leak oracle (live bytes == bytes reachable
+// from the test's own tables).
+#pragma once
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "shmutils/shm/fault_point.hpp"
+#include "shmutils/shm/segment.hpp"
+#include "test_support.hpp"
+
+namespace shmutils::test {
+
+// Fault hook state for children (set before fork, read in the child).
+inline const char* g_heap_kill_point = nullptr;
+inline std::uint64_t g_heap_kill_hit = 1;
+
+inline FaultAction kill_at_heap_point(const FaultPoint& point, std::uint64_t hit) {
+  if (g_heap_kill_point != nullptr && point.name() == g_heap_kill_point && hit == g_heap_kill_hit) {
+    ::kill(::getpid(), SIGKILL);
+  }
+  return FaultAction::Continue;
+}
+
+class HeapTest : public ::testing::Test {
+ protected:
+  static constexpr std::size_t kTableSlots = 512;  // per child: offsets of published blocks
+
+  void SetUp() override {
+    SegmentOptions options;
+    options.heap = true;
+    options.user_size = 64 * 1024;
+    segment_ = Segment::create_anonymous(8 << 20, options);
+  }
+
+  Heap& heap() { return segment_.heap(); }
+
+  // Table `index` of atomic offsets in the user area, one per child; a child
+  // passes its own attachment (locations must be inside the caller's mapping).
+  static std::atomic<std::uint64_t>* table(Segment& attachment, std::size_t index) {
+    return reinterpret_cast<std::atomic<std::uint64_t>*>(attachment.user_area().data()) +
+           index * kTableSlots;
+  }
+  std::atomic<std::uint64_t>* table(std::size_t index) { return table(segment_, index); }
+
+  // What a child does first: its own attachment (and registry slot).
+  Segment attach_child() { return Segment::attach(segment_.descriptor()); }
+
+  // Live bytes that no table entry reaches: 0 unless something leaked.
+  std::uint64_t leaked_bytes(std::size_t tables) {
+    std::uint64_t reachable = 0;
+    for (std::size_t t = 0; t < tables; ++t) {
+      for (std::size_t i = 0; i < kTableSlots; ++i) {
+        std::uint64_t offset = table(t)[i].load();
+        if (offset != 0) reachable += heap().usable_size(offset);
+      }
+    }
+    HeapStats stats = heap().stats();
+    return stats.live - reachable;
+  }
+
+  // Reaps the dead, audits, and reports problems as test failures.
+  void expect_healthy(const std::string& context) {
+    segment_.reap_dead();
+    HeapAudit audit = segment_.audit();
+    EXPECT_TRUE(audit.ok()) << context << ": " << audit.problems.size() << " problems, first: "
+                            << (audit.problems.empty() ? "" : audit.problems.front());
+    const HeapStats& s = audit.stats;
+    EXPECT_EQ(s.free + s.live + s.cached + s.metadata, s.capacity) << context;
+  }
+
+  Segment segment_;
+};
+
+}  // namespace shmutils::test
