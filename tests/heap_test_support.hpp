@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -30,8 +31,16 @@ inline FaultAction kill_at_heap_point(const FaultPoint& point, std::uint64_t hit
   return FaultAction::Continue;
 }
 
+// The first thing an audit complains about (or notes, when it was incomplete).
+inline std::string first_problem(const HeapAudit& audit) {
+  if (!audit.problems.empty()) return audit.problems.front();
+  std::string notes;
+  for (const std::string& note : audit.notes) notes += note + "; ";
+  return notes.empty() ? "(none)" : notes;
+}
+
 class HeapTest : public ::testing::Test {
- protected:
+ public:
   static constexpr std::size_t kTableSlots = 512;  // per child: offsets of published blocks
 
   void SetUp() override {
@@ -49,30 +58,46 @@ class HeapTest : public ::testing::Test {
     return reinterpret_cast<std::atomic<std::uint64_t>*>(attachment.user_area().data()) +
            index * kTableSlots;
   }
+
+ protected:
   std::atomic<std::uint64_t>* table(std::size_t index) { return table(segment_, index); }
 
   // What a child does first: its own attachment (and registry slot).
   Segment attach_child() { return Segment::attach(segment_.descriptor()); }
 
-  // Live bytes that no table entry reaches: 0 unless something leaked.
+  // Live bytes that no table entry reaches: 0 unless something leaked. Every
+  // table entry must name a live published block (else a test failure: the
+  // heap freed something still in use).
   std::uint64_t leaked_bytes(std::size_t tables) {
+    std::vector<HeapEntry> live = heap().dump();
     std::uint64_t reachable = 0;
     for (std::size_t t = 0; t < tables; ++t) {
       for (std::size_t i = 0; i < kTableSlots; ++i) {
         std::uint64_t offset = table(t)[i].load();
-        if (offset != 0) reachable += heap().usable_size(offset);
+        if (offset == 0) continue;
+        auto found = std::lower_bound(
+            live.begin(), live.end(), offset,
+            [](const HeapEntry& entry, std::uint64_t value) { return entry.offset < value; });
+        if (found == live.end() || found->offset != offset ||
+            found->kind != heap::Kind::Published) {
+          ADD_FAILURE() << "table " << t << " entry " << i << " holds offset " << offset
+                        << ", which is not a live published block";
+          continue;
+        }
+        reachable += found->size;
       }
     }
-    HeapStats stats = heap().stats();
-    return stats.live - reachable;
+    std::uint64_t total = 0;
+    for (const HeapEntry& entry : live) total += entry.size;
+    return total - reachable;
   }
 
   // Reaps the dead, audits, and reports problems as test failures.
   void expect_healthy(const std::string& context) {
     segment_.reap_dead();
     HeapAudit audit = segment_.audit();
-    EXPECT_TRUE(audit.ok()) << context << ": " << audit.problems.size() << " problems, first: "
-                            << (audit.problems.empty() ? "" : audit.problems.front());
+    EXPECT_TRUE(audit.ok()) << context << ": " << audit.problems.size()
+                            << " problems, first: " << first_problem(audit);
     const HeapStats& s = audit.stats;
     EXPECT_EQ(s.free + s.live + s.cached + s.metadata, s.capacity) << context;
   }

@@ -57,13 +57,17 @@ HeapLock::HeapLock(HeapView& v) : v_(v) {
   }
 }
 
+void repair_class(HeapView& v, std::uint32_t class_index) {
+  HeapLock heap_lock(v);
+  rebuild_classes(v, std::uint64_t{1} << class_index);
+}
+
 ClassLock::ClassLock(HeapView& v, std::uint32_t class_index) : v_(v), class_index_(class_index) {
   Mutex& lock = v.control->classes[class_index].lock;
   LockResult result = lock.acquire();
   if (result == LockResult::OwnerDied) {
     try {
-      HeapLock heap_lock(v);
-      rebuild_classes(v, std::uint64_t{1} << class_index);
+      repair_class(v, class_index);
     } catch (...) {
       lock.release();
       throw;
@@ -72,18 +76,29 @@ ClassLock::ClassLock(HeapView& v, std::uint32_t class_index) : v_(v), class_inde
   }
 }
 
+bool take_turn(std::atomic<std::uint32_t>& turn, std::uint64_t deadline_ns) {
+  const auto self = static_cast<std::uint32_t>(sys::getpid());
+  for (unsigned spins = 0;; ++spins) {
+    std::uint32_t holder = 0;
+    if (turn.compare_exchange_weak(holder, self, std::memory_order_acquire)) return true;
+    if (spins < 64) continue;
+    sys::yield();
+    if (spins % 256 == 0 && holder != 0 && holder != self &&
+        !sys::process_start_time(static_cast<pid_t>(holder)).has_value()) {
+      // Held by a process that no longer exists (an auditor killed mid-freeze).
+      if (turn.compare_exchange_strong(holder, self, std::memory_order_acquire)) return true;
+    }
+    if (deadline_ns != 0 && spins % 64 == 0 && sys::monotonic_ns() >= deadline_ns) return false;
+  }
+}
+
 namespace {
 
-// This process's turn inside its own slot (threads of one process only; the
-// slot's reaper never waits for it: the process is dead by then).
+// This process's turn inside its own slot.
 class SlotTurn {
  public:
-  explicit SlotTurn(SlotRecord& record) : lock_(record.op_lock) {
-    for (unsigned spins = 0; lock_.exchange(1, std::memory_order_acquire) != 0; ++spins) {
-      if (spins > 64) sys::yield();
-    }
-  }
-  ~SlotTurn() { lock_.store(0, std::memory_order_release); }
+  explicit SlotTurn(SlotRecord& record) : lock_(record.op_lock) { take_turn(lock_); }
+  ~SlotTurn() { give_turn(lock_); }
   SlotTurn(const SlotTurn&) = delete;
   SlotTurn& operator=(const SlotTurn&) = delete;
 
@@ -828,7 +843,6 @@ void sweep_slot(HeapView& v, std::uint32_t slot) {
   }
   clear_intent(record.intent);
   record.pid.store(0, std::memory_order_relaxed);
-  record.op_lock.store(0, std::memory_order_release);
 }
 
 // Every class lock, in order, then the heap lock.
@@ -868,8 +882,6 @@ void Heap::release_slot() noexcept {
     detail::SlotTurn turn(v.record(slot));
     WholeHeapLock lock(v);
     sweep_slot(v, slot);
-    // The sweep reset the turn; take it back so SlotTurn's release is balanced.
-    v.record(slot).op_lock.store(1, std::memory_order_relaxed);
   } catch (const Error&) {
     // Left for the reaper: the slot's holdings are freed when it is reaped.
   }

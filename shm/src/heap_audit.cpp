@@ -3,6 +3,7 @@
 // uses, and on arbitrary bytes (the fuzzer feeds it those).
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -43,6 +44,9 @@ class Walker {
 
   HeapAudit run(bool want_entries);
   std::vector<HeapEntry> entries;
+  // Slots whose turn the auditor holds; a process that attached after the
+  // freeze began may still free into its cache, so only these are checked.
+  std::set<std::uint32_t> frozen_slots;
 
  private:
   template <class T>
@@ -85,6 +89,11 @@ class Walker {
   // Cached objects per (slot, class), from the span states.
   std::unordered_map<std::uint64_t, std::uint32_t> cached_by_slot_class_;
   std::unordered_map<std::uint32_t, std::optional<bool>> alive_;
+  struct Holdings {
+    std::uint64_t cached = 0;
+    std::uint64_t reserved = 0;
+  };
+  std::map<std::uint32_t, Holdings> dead_holdings_;  // by slot: what no live process owns
   bool heap_stale_ = false;
 };
 
@@ -161,8 +170,7 @@ bool Walker::walk_blocks() {
         ++s.live_count;
         (state.kind() == heap::Kind::Reserved ? s.reserved : s.published) += payload;
         if (state.kind() == heap::Kind::Reserved && !slot_alive(state.owner())) {
-          problem("block at " + at_offset(block + kGranule) + " is reserved by process slot " +
-                  std::to_string(state.owner()) + ", which is not a live process (reap pending)");
+          ++dead_holdings_[state.owner()].reserved;
         }
         if (entries.size() < 1'000'000) {
           entries.push_back(
@@ -207,10 +215,7 @@ bool Walker::walk_blocks() {
             case heap::Kind::Cached:
               s.cached += geometry->object_size;
               ++cached_by_slot_class_[std::uint64_t{os.owner()} << 8 | c];
-              if (!slot_alive(os.owner())) {
-                problem("object at " + at_offset(object) + " is cached by process slot " +
-                        std::to_string(os.owner()) + ", which is not a live process");
-              }
+              if (!slot_alive(os.owner())) ++dead_holdings_[os.owner()].cached;
               break;
             case heap::Kind::Reserved:
             case heap::Kind::Published:
@@ -219,9 +224,7 @@ bool Walker::walk_blocks() {
               (os.kind() == heap::Kind::Reserved ? s.reserved : s.published) +=
                   geometry->object_size;
               if (os.kind() == heap::Kind::Reserved && !slot_alive(os.owner())) {
-                problem("object at " + at_offset(object) + " is reserved by process slot " +
-                        std::to_string(os.owner()) +
-                        ", which is not a live process (reap pending)");
+                ++dead_holdings_[os.owner()].reserved;
               }
               if (entries.size() < 1'000'000) {
                 entries.push_back(
@@ -356,8 +359,9 @@ void Walker::check_slots() {
       return;
     }
     bool alive = slot_alive(slot);
+    bool frozen = frozen_ && frozen_slots.contains(slot);
     auto op = record->intent.op.load();
-    if (op != 0 && alive && frozen_) {
+    if (op != 0 && alive && frozen) {
       problem("process slot " + std::to_string(slot) + " has an operation in flight while frozen");
     } else if (op != 0 && !alive) {
       notes_.push_back("process slot " + std::to_string(slot) +
@@ -369,7 +373,7 @@ void Walker::check_slots() {
       std::uint32_t states = 0;
       auto found = cached_by_slot_class_.find(std::uint64_t{slot} << 8 | c);
       if (found != cached_by_slot_class_.end()) states = found->second;
-      if (!frozen_ && alive) continue;  // a running process moves its cache at will
+      if (!frozen && alive) continue;  // a running process moves its cache at will
       if (!alive && count == 0 && states == 0) continue;
       std::uint64_t length = 0;
       std::uint64_t object = cache.head.load();
@@ -436,6 +440,11 @@ HeapAudit Walker::run(bool want_entries) {
     problem("the heap intent is set while nobody holds the heap lock");
   }
   if (walk_blocks()) {
+    for (const auto& [slot, held] : dead_holdings_) {
+      problem("process slot " + std::to_string(slot) + " is not a live process but holds " +
+              std::to_string(held.cached) + " cached objects and " + std::to_string(held.reserved) +
+              " unpublished blocks (reap pending)");
+    }
     check_bins();
     check_classes();
     check_slots();
@@ -460,18 +469,11 @@ class Freeze {
       if (v.registry == nullptr) break;
       SlotInfo info = ProcessRegistry::inspect_slot(*v.registry, slot);
       if (info.state == SlotState::Free || !info.alive) continue;
-      auto& turn = v.record(slot).op_lock;
-      while (turn.exchange(1, std::memory_order_acquire) != 0) {
-        if (std::chrono::steady_clock::now() >= deadline) {
-          incomplete_.push_back("process " + std::to_string(info.pid) + " (slot " +
-                                std::to_string(slot) + ") stayed inside the allocator");
-          break;
-        }
-        sys::yield();
-      }
-      if (incomplete_.empty() ||
-          incomplete_.back().find("slot " + std::to_string(slot) + ")") == std::string::npos) {
+      if (detail::take_turn(v.record(slot).op_lock, sys::deadline_ns(deadline))) {
         turns_.push_back(slot);
+      } else {
+        incomplete_.push_back("process " + std::to_string(info.pid) + " (slot " +
+                              std::to_string(slot) + ") stayed inside the allocator");
       }
     }
     for (std::uint32_t c = 0; c < heap::kClassCount; ++c) {
@@ -483,8 +485,7 @@ class Freeze {
       }
       classes_.push_back(c);
       if (r == LockResult::OwnerDied) {
-        detail::HeapLock heap_lock(v);
-        detail::rebuild_classes(v, std::uint64_t{1} << c);
+        detail::repair_class(v, c);
         lock.mark_consistent();
       }
     }
@@ -499,11 +500,12 @@ class Freeze {
   ~Freeze() {
     if (heap_) v_.control->heap_lock.release();
     for (std::uint32_t c : classes_) v_.control->classes[c].lock.release();
-    for (std::uint32_t slot : turns_) v_.record(slot).op_lock.store(0, std::memory_order_release);
+    for (std::uint32_t slot : turns_) detail::give_turn(v_.record(slot).op_lock);
   }
   Freeze(const Freeze&) = delete;
   Freeze& operator=(const Freeze&) = delete;
   const std::vector<std::string>& incomplete() const { return incomplete_; }
+  const std::vector<std::uint32_t>& turns() const { return turns_; }
 
  private:
   detail::HeapView& v_;
@@ -529,6 +531,7 @@ HeapAudit Heap::audit(unsigned timeout_ms) const {
   Freeze freeze(v, timeout_ms);
   Walker walker(v.base, v.mapped, control_offset(v), v.region_size, v.registry,
                 freeze.incomplete().empty(), true);
+  walker.frozen_slots.insert(freeze.turns().begin(), freeze.turns().end());
   HeapAudit result = walker.run(false);
   for (const std::string& why : freeze.incomplete()) {
     result.complete = false;

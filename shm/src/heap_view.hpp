@@ -88,6 +88,15 @@ struct SmallRef {
 std::uint64_t span_of(const HeapView& v, std::uint64_t offset) noexcept;
 
 // --- locks ------------------------------------------------------------
+// A slot's turn: its process's threads take turns inside the allocator, and an
+// auditor takes every live process's turn to freeze the heap. The word holds
+// the holder's pid, so a turn held by a dead auditor is taken over instead of
+// wedging the slot's process. deadline_ns 0 waits without bound.
+bool take_turn(std::atomic<std::uint32_t>& turn, std::uint64_t deadline_ns = 0);
+inline void give_turn(std::atomic<std::uint32_t>& turn) noexcept {
+  turn.store(0, std::memory_order_release);
+}
+
 // Takes the heap lock; repairs what a dead holder left before returning.
 class HeapLock {
  public:
@@ -99,6 +108,8 @@ class HeapLock {
  private:
   HeapView& v_;
 };
+// After a class lock's holder died: rebuilds that class (takes the heap lock).
+void repair_class(HeapView& v, std::uint32_t class_index);
 // Takes a class lock; a dead holder's class is rebuilt (under the heap lock).
 class ClassLock {
  public:
