@@ -37,33 +37,6 @@ std::string_view name_of(const NameEntry& entry) {
   return {entry.name.data(), std::min<std::size_t>(entry.name_length, kMaxName)};
 }
 
-// The directory lock, held with the holder's pid recorded for a repairer.
-class DirectoryTurn {
- public:
-  DirectoryTurn(NameTable& table, const std::function<void()>& repair) : table_(table) {
-    LockResult result = table.lock.acquire();
-    if (result == LockResult::OwnerDied) {
-      try {
-        repair();
-      } catch (...) {
-        table.lock.release();
-        throw;
-      }
-      table.lock.mark_consistent();
-    }
-    table.holder_pid.store(sys::getpid(), std::memory_order_release);
-  }
-  ~DirectoryTurn() {
-    table_.holder_pid.store(0, std::memory_order_release);
-    table_.lock.release();
-  }
-  DirectoryTurn(const DirectoryTurn&) = delete;
-  DirectoryTurn& operator=(const DirectoryTurn&) = delete;
-
- private:
-  NameTable& table_;
-};
-
 }  // namespace
 
 void NameDirectory::format(NameTable* table, std::uint32_t capacity) noexcept {
@@ -84,12 +57,10 @@ std::string NameDirectory::object(std::string_view name) const {
   return "object \"" + std::string(name) + "\" in segment \"" + segment_ + "\"";
 }
 
+// Runs after the dead holder's slot was reaped (RepairingGuard), so its
+// publish or free_from of an entry's block is already finished or undone.
 void NameDirectory::repair() {
   fp_named_repairing.reached();
-  // The dead holder's allocator operation must be settled first: its slot's
-  // reaper decides whether a block it was publishing or freeing is ours.
-  pid_t dead = table_->holder_pid.load(std::memory_order_acquire);
-  if (dead != 0) heap_.await_reap(dead);
   NameEntry* entries = table_->entries();
   for (std::uint32_t i = 0; i < table_->capacity; ++i) {
     NameEntry& entry = entries[i];
@@ -116,7 +87,7 @@ void* NameDirectory::locate(std::string_view name, std::string_view type, std::s
                 "a name has 1 to " + std::to_string(kMaxName) + " bytes");
   }
   const std::uint64_t type_hash = fnv(type);
-  DirectoryTurn turn(*table_, [this] { repair(); });
+  RepairingGuard turn(table_->lock, heap_, [this] { repair(); });
   NameEntry* entries = table_->entries();
   const std::uint32_t capacity = table_->capacity;
   std::uint32_t first_free = capacity;
@@ -174,7 +145,7 @@ bool NameDirectory::remove(std::string_view name, std::string_view type,
                            const std::function<void(void*)>& destroy) {
   if (table_ == nullptr) return false;
   const std::uint64_t type_hash = fnv(type);
-  DirectoryTurn turn(*table_, [this] { repair(); });
+  RepairingGuard turn(table_->lock, heap_, [this] { repair(); });
   NameEntry* entries = table_->entries();
   const std::uint32_t capacity = table_->capacity;
   std::uint32_t index = static_cast<std::uint32_t>(fnv(name) % capacity);

@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "shmutils/shm/heap.hpp"
-#include "shmutils/shm/mutex.hpp"
+#include "shmutils/shm/repairing_lock.hpp"
 #include "shmutils/shm/type_name.hpp"
 
 namespace shmutils {
@@ -58,10 +58,9 @@ struct NameEntry {
 static_assert(sizeof(NameEntry) == 128);
 
 struct alignas(64) NameTable {
-  Mutex lock;
-  std::atomic<std::int32_t> holder_pid;  // who is inside; read by the repair after a death
+  RepairingLock lock;
   std::uint32_t capacity;
-  std::uint32_t reserved[2];
+  std::uint32_t reserved[3];
   // NameEntry[capacity] follow, 64-byte aligned.
   NameEntry* entries() noexcept {
     return reinterpret_cast<NameEntry*>(reinterpret_cast<std::byte*>(this) + sizeof(NameTable));
