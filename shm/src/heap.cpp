@@ -819,6 +819,11 @@ void sweep_slot(HeapView& v, std::uint32_t slot) {
   for (std::uint64_t block = v.arena_begin; block < v.arena_end;) {
     std::uint64_t word = v.block(block)->word.load(std::memory_order_acquire);
     State state = heap::BlockHeader::state_of(word);
+    std::uint64_t granules = heap::BlockHeader::granules_of(word);
+    if (granules == 0 || block + granules * kGranule > v.arena_end) {
+      v.fail(ErrorKind::CorruptHeap, "reap",
+             "block at offset " + std::to_string(block) + " has a broken header");
+    }
     if (state.kind() == Kind::Reserved && state.owner() == slot) blocks.push_back(block);
     if (state.kind() == Kind::Span) {
       std::uint64_t span = block + sizeof(heap::BlockHeader);

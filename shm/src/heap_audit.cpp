@@ -547,6 +547,17 @@ HeapAudit Heap::audit_offline(const std::byte* base, std::uint64_t mapped_size,
   return walker.run(false);
 }
 
+std::vector<HeapEntry> Heap::dump_offline(const std::byte* base, std::uint64_t mapped_size,
+                                          std::uint64_t region_offset, std::uint64_t region_size,
+                                          const RegistryTable* registry) {
+  Walker walker(base, mapped_size, region_offset, region_size, registry, false, false);
+  walker.run(true);
+  std::vector<HeapEntry> result = std::move(walker.entries);
+  std::sort(result.begin(), result.end(),
+            [](const HeapEntry& a, const HeapEntry& b) { return a.offset < b.offset; });
+  return result;
+}
+
 HeapStats Heap::stats() const {
   if (view_ == nullptr) {
     throw Error(ErrorKind::InvalidArgument, "heap", "stats", "this segment has no heap");

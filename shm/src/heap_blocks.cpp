@@ -319,6 +319,9 @@ void rebuild_classes(HeapView& v, std::uint64_t class_mask) {
   for (std::uint64_t block = v.arena_begin; block < v.arena_end;) {
     std::uint64_t word = v.block(block)->word.load(std::memory_order_acquire);
     State state = state_of(word);
+    if (granules_of(word) == 0 || block + granules_of(word) * kGranule > v.arena_end) {
+      corrupt(v, "rebuild", "block at offset " + std::to_string(block) + " has a broken header");
+    }
     if (state.kind() == Kind::Span && (class_mask >> state.type() & 1) != 0) {
       std::uint64_t span = block + sizeof(BlockHeader);
       auto* header = v.at<SpanHeader>(span);

@@ -184,6 +184,10 @@ class Heap {
   static HeapAudit audit_offline(const std::byte* base, std::uint64_t mapped_size,
                                  std::uint64_t region_offset, std::uint64_t region_size,
                                  const RegistryTable* registry);
+  // The dump and figures of such a mapping, without locking (tools).
+  static std::vector<HeapEntry> dump_offline(const std::byte* base, std::uint64_t mapped_size,
+                                             std::uint64_t region_offset, std::uint64_t region_size,
+                                             const RegistryTable* registry);
   // The reaper Segment registers: returns the dead slot's holdings.
   void reclaim_slot(const SlotInfo& dead) const;
   // Detach: this process's caches and unpublished blocks go back.

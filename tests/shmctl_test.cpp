@@ -1,0 +1,141 @@
+// shmctl as users run it: every command, --json, exit statuses, and what it
+// finds in a segment with a dead process and in a corrupted one.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/segment.hpp"
+#include "shmutils/shm/shared_vector.hpp"
+#include "shmutils/shm/sys.hpp"
+#include "test_support.hpp"
+
+namespace shmutils::test {
+namespace {
+
+struct ToolRun {
+  int code = -1;
+  std::string out;
+  nlohmann::json json() const { return nlohmann::json::parse(out); }
+};
+
+ToolRun shmctl(const std::vector<std::string>& args) {
+  std::string path = "/tmp/shmutils-shmctl-" + std::to_string(::getpid()) + ".out";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  std::vector<std::string> argv{"shmctl"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto child = framework::ChildProcess::spawn(SHMUTILS_SHMCTL_PATH, argv, nullptr, {{fd, 1}});
+  ::close(fd);
+  auto status = child.wait_for(std::chrono::seconds(30));
+  ToolRun run;
+  if (!status) {
+    ADD_FAILURE() << "shmctl hung";
+    child.kill();
+  } else {
+    run.code = status->exited ? status->exit_code : 128 + status->signal;
+  }
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  run.out = text.str();
+  ::unlink(path.c_str());
+  return run;
+}
+
+class ShmctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SegmentOptions options;
+    options.heap = true;
+    segment_ = Segment::create(guard_.name, 4 << 20, options);
+  }
+  NameGuard guard_{"/shmutils-shmctl-test-" + std::to_string(::getpid())};
+  Segment segment_;
+};
+
+TEST_F(ShmctlTest, ListsInspectsAuditsReapsAndRemoves) {
+  auto* numbers = segment_.names().construct<SharedVector<int>>("numbers");
+  for (int i = 0; i < 50; ++i) numbers->push_back(segment_.heap(), i);
+  auto status = run_child([&] {
+    Segment own = Segment::open(guard_.name);
+    own.heap().free(own.heap().allocate(64));  // leaves objects in its cache
+    ::kill(::getpid(), SIGKILL);
+    return 0;
+  });
+  ASSERT_EQ(status.signal, SIGKILL);
+
+  ToolRun ls = shmctl({"ls", "--json"});
+  ASSERT_EQ(ls.code, 0) << ls.out;
+  bool listed = false;
+  for (const auto& row : ls.json()) {
+    if (row["name"] != guard_.name) continue;
+    listed = true;
+    EXPECT_TRUE(row["shmutils"].get<bool>());
+    EXPECT_EQ(row["processes_alive"], 1) << "this test process";
+    EXPECT_EQ(row["processes_dead"], 1) << "the killed child";
+    EXPECT_GT(row["bytes_used"].get<std::uint64_t>(), 0U);
+  }
+  EXPECT_TRUE(listed) << ls.out;
+
+  ToolRun inspect = shmctl({"inspect", guard_.name, "--json"});
+  ASSERT_EQ(inspect.code, 0) << inspect.out;
+  nlohmann::json facts = inspect.json();
+  EXPECT_EQ(facts["layout_version"], 2);
+  EXPECT_GT(facts["heap"]["cached"].get<std::uint64_t>(), 0U) << "the dead child's cache";
+  ASSERT_EQ(facts["named_objects"].size(), 1U);
+  EXPECT_EQ(facts["named_objects"][0]["name"], "numbers");
+  EXPECT_NE(facts["named_objects"][0]["type"].get<std::string>().find("SharedVector"),
+            std::string::npos);
+  ToolRun text = shmctl({"inspect", guard_.name});
+  EXPECT_NE(text.out.find("1 dead"), std::string::npos) << text.out;
+
+  ToolRun audit = shmctl({"audit", guard_.name, "--json"});
+  EXPECT_EQ(audit.code, 1) << "a dead process still holds cached objects: " << audit.out;
+  EXPECT_FALSE(audit.json()["ok"].get<bool>());
+
+  ToolRun reap = shmctl({"reap", guard_.name, "--json"});
+  ASSERT_EQ(reap.code, 0) << reap.out;
+  EXPECT_EQ(reap.json()["reaped"], 1);
+  EXPECT_GT(reap.json()["heap_cached_returned"].get<std::uint64_t>(), 0U);
+
+  EXPECT_EQ(shmctl({"audit", guard_.name}).code, 0);
+  EXPECT_EQ(shmctl({"audit", guard_.name, "--live"}).code, 0);
+
+  ToolRun refused = shmctl({"rm", guard_.name});
+  EXPECT_EQ(refused.code, 1) << "this process is attached";
+  EXPECT_EQ(shmctl({"rm", guard_.name, "--force"}).code, 0);
+  ToolRun gone = shmctl({"inspect", guard_.name, "--json"});
+  EXPECT_EQ(gone.code, 2);
+  EXPECT_EQ(gone.json()["kind"], "not found");
+}
+
+TEST_F(ShmctlTest, AuditFindsACorruptedBlockHeader) {
+  std::uint64_t block = segment_.heap().allocate(10'000);
+  // Scribble over the block's header, as a stray write would.
+  auto* header = reinterpret_cast<std::uint64_t*>(segment_.heap().pointer(block) - 16);
+  const std::uint64_t original = header[0];
+  header[0] = 0x7777;
+  ToolRun audit = shmctl({"audit", guard_.name, "--json"});
+  EXPECT_EQ(audit.code, 1) << audit.out;
+  ASSERT_FALSE(audit.json()["problems"].empty());
+  header[0] = original;  // the test process's own detach walks the heap
+  EXPECT_EQ(shmctl({"audit", guard_.name}).code, 0);
+}
+
+TEST(ShmctlUsageTest, ClearErrorsAndHelp) {
+  EXPECT_EQ(shmctl({"--help"}).code, 0);
+  EXPECT_EQ(shmctl({}).code, 2) << "a subcommand is required";
+  EXPECT_EQ(shmctl({"inspect"}).code, 2) << "NAME is required";
+  EXPECT_EQ(shmctl({"frobnicate"}).code, 2);
+  ToolRun missing = shmctl({"audit", "/shmutils-no-such-segment", "--json"});
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_EQ(missing.json()["kind"], "not found");
+}
+
+}  // namespace
+}  // namespace shmutils::test

@@ -1,0 +1,401 @@
+// shmctl — looks at shmutils segments from outside: lists this user's
+// segments, inspects one (header, processes, heap figures, lock holders, named
+// objects), audits its heap, reaps the slots of dead processes, removes names.
+// Read-only unless the command says otherwise (reap, rm, audit --live).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shmutils/shm/error.hpp"
+#include "shmutils/shm/heap.hpp"
+#include "shmutils/shm/name_directory.hpp"
+#include "shmutils/shm/segment.hpp"
+#include "shmutils/shm/sys.hpp"
+
+namespace {
+
+using namespace shmutils;
+using nlohmann::json;
+
+constexpr int kOk = 0;
+constexpr int kFindings = 1;  // audit problems, or rm refused
+constexpr int kError = 2;     // bad arguments, missing or unreadable segment
+
+// Opens for looking only: no process slot claimed, short init wait.
+Segment open_read_only(const std::string& name) {
+  SegmentOptions options;
+  options.register_process = false;
+  options.init_timeout = std::chrono::milliseconds(200);
+  return Segment::open(name, Access::ReadOnly, options);
+}
+
+const char* state_name(SlotState state) {
+  switch (state) {
+    case SlotState::Free: return "free";
+    case SlotState::Claiming: return "claiming";
+    case SlotState::Live: return "attached";
+    case SlotState::Reaping: return "reaping";
+  }
+  return "?";
+}
+
+std::string bytes(std::uint64_t n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(n);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
+  return text;
+}
+
+json holder_json(const LockHolder& holder) {
+  if (holder.pid == 0 && !holder.owner_died) return json{{"held", false}};
+  json j{{"held", holder.pid != 0},
+         {"pid", holder.pid},
+         {"tid", holder.tid},
+         {"owner_died", holder.owner_died}};
+  if (holder.pid != 0) j["holder_alive"] = sys::process_start_time(holder.pid).has_value();
+  return j;
+}
+
+struct Facts {
+  json processes = json::array();
+  std::size_t alive = 0;
+  std::size_t dead = 0;
+  std::optional<HeapStats> heap;
+};
+
+Facts gather(const Segment& segment, bool with_heap_figures) {
+  Facts facts;
+  const ProcessRegistry& registry = segment.registry();
+  for (const SlotInfo& slot : registry.slots()) {
+    (slot.alive ? facts.alive : facts.dead)++;
+    facts.processes.push_back({{"slot", slot.index},
+                               {"pid", slot.pid},
+                               {"state", state_name(slot.state)},
+                               {"alive", slot.alive},
+                               {"attached_ns", slot.attached_ns}});
+  }
+  const SegmentHeader& h = segment.header();
+  if (with_heap_figures && h.allocator.size != 0) {
+    HeapAudit audit = Heap::audit_offline(segment.base(), segment.mapped_size(), h.allocator.offset,
+                                          h.allocator.size, registry.table());
+    facts.heap = audit.stats;
+  }
+  return facts;
+}
+
+json stats_json(const HeapStats& s) {
+  return {{"capacity", s.capacity}, {"free", s.free},
+          {"live", s.live},         {"cached", s.cached},
+          {"metadata", s.metadata}, {"published", s.published},
+          {"reserved", s.reserved}, {"live_count", s.live_count},
+          {"blocks", s.blocks},     {"free_blocks", s.free_blocks},
+          {"spans", s.spans},       {"largest_free", s.largest_free}};
+}
+
+void print_json(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+
+int command_ls(bool as_json) {
+  json rows = json::array();
+  uid_t self = sys::geteuid();
+  for (const std::string& name : sys::list_shm_names()) {
+    struct stat st {};
+    if (::stat(("/dev/shm" + name).c_str(), &st) != 0 || st.st_uid != self) continue;
+    json row{{"name", name}, {"size", static_cast<std::uint64_t>(st.st_size)}};
+    try {
+      Segment segment = open_read_only(name);
+      Facts facts = gather(segment, true);
+      row["shmutils"] = true;
+      row["processes_alive"] = facts.alive;
+      row["processes_dead"] = facts.dead;
+      if (facts.heap) row["bytes_used"] = facts.heap->live;
+    } catch (const Error& e) {
+      row["shmutils"] = false;
+      row["why"] = std::string(to_string(e.kind()));
+    }
+    rows.push_back(row);
+  }
+  if (as_json) {
+    print_json(rows);
+    return kOk;
+  }
+  if (rows.empty()) {
+    std::printf("no shared-memory objects of this user in /dev/shm\n");
+    return kOk;
+  }
+  std::printf("%-32s %10s %7s %6s %12s\n", "NAME", "SIZE", "ALIVE", "DEAD", "USED");
+  for (const json& row : rows) {
+    if (!row["shmutils"].get<bool>()) {
+      std::printf(
+          "%-32s %10s  (not a shmutils segment: %s)\n", row["name"].get<std::string>().c_str(),
+          bytes(row["size"].get<std::uint64_t>()).c_str(), row["why"].get<std::string>().c_str());
+      continue;
+    }
+    std::string used = row.contains("bytes_used") ? bytes(row["bytes_used"].get<std::uint64_t>())
+                                                  : std::string("no heap");
+    std::printf("%-32s %10s %7zu %6zu %12s\n", row["name"].get<std::string>().c_str(),
+                bytes(row["size"].get<std::uint64_t>()).c_str(),
+                row["processes_alive"].get<std::size_t>(), row["processes_dead"].get<std::size_t>(),
+                used.c_str());
+  }
+  return kOk;
+}
+
+int command_inspect(const std::string& name, bool as_json) {
+  Segment segment = open_read_only(name);
+  const SegmentHeader& h = segment.header();
+  Facts facts = gather(segment, true);
+  json j{{"name", segment.name()},
+         {"uuid", segment.uuid().to_string()},
+         {"layout_version", h.layout_version},
+         {"size", segment.size()},
+         {"creator_pid", h.creator_pid},
+         {"created_realtime_ns", h.created_realtime_ns},
+         {"processes", facts.processes},
+         {"processes_alive", facts.alive},
+         {"processes_dead", facts.dead}};
+  json locks = json::object();
+  if (h.allocator.size != 0) {
+    const auto* control =
+        reinterpret_cast<const heap::HeapControl*>(segment.base() + h.allocator.offset);
+    j["heap"] = stats_json(*facts.heap);
+    locks["heap"] = holder_json(control->heap_lock.holder());
+    for (std::uint32_t c = 0; c < heap::kClassCount; ++c) {
+      LockHolder holder = control->classes[c].lock.holder();
+      if (holder.pid != 0 || holder.owner_died) {
+        locks["class " + std::to_string(heap::kClassSizes[c])] = holder_json(holder);
+      }
+    }
+    const auto* table = reinterpret_cast<const NameTable*>(segment.base() + h.names.offset);
+    locks["names"] = holder_json(table->lock.mutex.holder());
+    std::vector<HeapEntry> entries =
+        Heap::dump_offline(segment.base(), segment.mapped_size(), h.allocator.offset,
+                           h.allocator.size, segment.registry().table());
+    json named = json::array();
+    NameDirectory directory(const_cast<NameTable*>(table), Heap(), segment.name());
+    for (const NamedObject& object : directory.list()) {
+      std::string type;
+      for (const HeapEntry& entry : entries) {
+        if (entry.offset == object.offset) type = entry.type;
+      }
+      named.push_back({{"name", object.name},
+                       {"offset", object.offset},
+                       {"size", object.size},
+                       {"type", type},
+                       {"ready", object.state == NameState::Ready}});
+    }
+    j["named_objects"] = named;
+  }
+  j["locks"] = locks;
+  if (as_json) {
+    print_json(j);
+    return kOk;
+  }
+  std::printf("segment %s  (layout %u, uuid %s)\n", segment.name().c_str(), h.layout_version,
+              segment.uuid().to_string().c_str());
+  std::time_t created = static_cast<std::time_t>(h.created_realtime_ns / 1'000'000'000ULL);
+  char when[64];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&created));
+  std::printf("  size %s, created %s by pid %d\n", bytes(segment.size()).c_str(), when,
+              h.creator_pid);
+  std::printf("  processes: %zu alive, %zu dead%s\n", facts.alive, facts.dead,
+              facts.dead != 0 ? "  (shmctl reap reclaims the dead ones)" : "");
+  for (const json& p : facts.processes) {
+    std::printf("    slot %-4u pid %-8d %-9s %s\n", p["slot"].get<unsigned>(), p["pid"].get<int>(),
+                p["state"].get<std::string>().c_str(), p["alive"].get<bool>() ? "alive" : "DEAD");
+  }
+  if (facts.heap) {
+    const HeapStats& s = *facts.heap;
+    std::printf("  heap: capacity %s; live %s in %llu allocations (published %s, reserved %s);\n",
+                bytes(s.capacity).c_str(), bytes(s.live).c_str(),
+                static_cast<unsigned long long>(s.live_count), bytes(s.published).c_str(),
+                bytes(s.reserved).c_str());
+    std::printf("        free %s (largest block %s), cached %s, metadata %s; %llu spans\n",
+                bytes(s.free).c_str(), bytes(s.largest_free).c_str(), bytes(s.cached).c_str(),
+                bytes(s.metadata).c_str(), static_cast<unsigned long long>(s.spans));
+    std::printf("  named objects:%s\n", j["named_objects"].empty() ? " none" : "");
+    for (const json& n : j["named_objects"]) {
+      std::printf("    %-24s %-10s at %llu  %s\n", n["name"].get<std::string>().c_str(),
+                  bytes(n["size"].get<std::uint64_t>()).c_str(),
+                  static_cast<unsigned long long>(n["offset"].get<std::uint64_t>()),
+                  n["type"].get<std::string>().c_str());
+    }
+  } else {
+    std::printf("  no heap (created without SegmentOptions::heap)\n");
+  }
+  std::vector<std::string> held;
+  for (const auto& [lock, holder] : locks.items()) {
+    if (holder["held"].get<bool>() || holder.value("owner_died", false)) held.push_back(lock);
+  }
+  std::printf("  locks held:%s\n", held.empty() ? " none" : "");
+  for (const std::string& lock : held) {
+    const json& holder = locks[lock];
+    std::printf("    %-12s pid %d%s\n", lock.c_str(), holder.value("pid", 0),
+                holder.value("holder_alive", true) ? "" : " (dead: the next holder repairs)");
+  }
+  return kOk;
+}
+
+int command_audit(const std::string& name, bool as_json, bool live) {
+  std::optional<Segment> segment;
+  HeapAudit audit;
+  if (live) {
+    segment.emplace(Segment::open(name, Access::ReadWrite, {.register_process = false}));
+    audit = segment->audit();
+  } else {
+    segment.emplace(open_read_only(name));
+    const SegmentHeader& h = segment->header();
+    if (h.allocator.size == 0) {
+      throw Error(ErrorKind::InvalidArgument, "segment \"" + segment->name() + "\"", "audit",
+                  "it has no heap to audit");
+    }
+    audit = Heap::audit_offline(segment->base(), segment->mapped_size(), h.allocator.offset,
+                                h.allocator.size, segment->registry().table());
+  }
+  if (as_json) {
+    print_json({{"name", segment->name()},
+                {"ok", audit.ok()},
+                {"complete", audit.complete},
+                {"mode", live ? "live" : "offline"},
+                {"problems", audit.problems},
+                {"notes", audit.notes},
+                {"heap", stats_json(audit.stats)}});
+  } else {
+    std::printf("%s: %s (%s audit)\n", segment->name().c_str(),
+                audit.ok() ? "healthy" : "PROBLEMS FOUND", live ? "live" : "offline");
+    for (const std::string& p : audit.problems) std::printf("  problem: %s\n", p.c_str());
+    for (const std::string& n : audit.notes) std::printf("  note: %s\n", n.c_str());
+    const HeapStats& s = audit.stats;
+    std::printf("  free %llu + live %llu + cached %llu + metadata %llu = %llu of %llu bytes\n",
+                static_cast<unsigned long long>(s.free), static_cast<unsigned long long>(s.live),
+                static_cast<unsigned long long>(s.cached),
+                static_cast<unsigned long long>(s.metadata),
+                static_cast<unsigned long long>(s.free + s.live + s.cached + s.metadata),
+                static_cast<unsigned long long>(s.capacity));
+  }
+  return audit.ok() ? kOk : kFindings;
+}
+
+int command_reap(const std::string& name, bool as_json) {
+  Segment segment = Segment::open(name, Access::ReadWrite, {.register_process = false});
+  std::vector<SlotInfo> dead = segment.registry().dead_slots();
+  std::optional<HeapStats> before;
+  if (segment.has_heap()) before = segment.heap().stats();
+  std::size_t reaped = segment.reap_dead();
+  json j{{"name", segment.name()}, {"reaped", reaped}};
+  json pids = json::array();
+  for (const SlotInfo& slot : dead) pids.push_back(slot.pid);
+  j["dead_pids"] = pids;
+  if (before) {
+    HeapStats after = segment.heap().stats();
+    j["heap_cached_returned"] = before->cached - after.cached;
+    j["heap_reserved_freed"] = before->reserved - after.reserved;
+  }
+  if (as_json) {
+    print_json(j);
+  } else {
+    std::printf("%s: reaped %zu dead process slot%s", segment.name().c_str(), reaped,
+                reaped == 1 ? "" : "s");
+    if (before) {
+      std::printf("; returned %s of cached objects and %s of unpublished blocks",
+                  bytes(j["heap_cached_returned"].get<std::uint64_t>()).c_str(),
+                  bytes(j["heap_reserved_freed"].get<std::uint64_t>()).c_str());
+    }
+    std::printf("\n");
+  }
+  return kOk;
+}
+
+int command_rm(const std::string& name, bool as_json, bool force) {
+  std::size_t alive = 0;
+  try {
+    Segment segment = open_read_only(name);
+    for (const SlotInfo& slot : segment.registry().slots()) alive += slot.alive ? 1 : 0;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::NotFound) throw;
+    // Not a shmutils segment (or a broken one): removing the name is still fine.
+  }
+  if (alive != 0 && !force) {
+    std::fprintf(stderr,
+                 "shmctl: %s has %zu live process%s attached; they keep using it after rm, "
+                 "but nobody new can find it. Use --force to remove it anyway.\n",
+                 name.c_str(), alive, alive == 1 ? "" : "es");
+    return kFindings;
+  }
+  Segment::unlink(name);
+  if (as_json) {
+    print_json({{"name", name}, {"removed", true}, {"processes_alive", alive}});
+  } else {
+    std::printf("removed %s\n", name.c_str());
+  }
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "shmctl: inspect, audit and clean up shmutils shared-memory segments.\n"
+      "NAME is a /dev/shm name with or without the leading '/'. Exit status: 0 ok,\n"
+      "1 findings (audit problems, rm refused), 2 errors (no such segment, bad arguments)."};
+  app.require_subcommand(1);
+  bool as_json = false;
+  app.add_flag("--json", as_json, "machine-readable output on stdout");
+  std::string name;
+  bool live = false;
+  bool force = false;
+
+  auto* ls = app.add_subcommand(
+      "ls", "this user's segments: size, attached processes (alive/dead), heap bytes in use");
+  auto* inspect = app.add_subcommand(
+      "inspect", "one segment: header, processes, heap figures, lock holders, named objects");
+  inspect->add_option("NAME", name, "segment name")->required();
+  auto* audit =
+      app.add_subcommand("audit", "check every heap invariant; exit 1 when something is wrong");
+  audit->add_option("NAME", name, "segment name")->required();
+  audit->add_flag("--live", live,
+                  "freeze the heap (take its locks) while processes use it, instead of reading "
+                  "it as it lies");
+  auto* reap = app.add_subcommand(
+      "reap", "reclaim the slots of dead processes: their heap caches and unpublished blocks");
+  reap->add_option("NAME", name, "segment name")->required();
+  auto* rm = app.add_subcommand("rm", "remove a segment's name (attached processes keep it)");
+  rm->add_option("NAME", name, "segment name")->required();
+  rm->add_flag("--force", force, "remove even while live processes are attached");
+  for (CLI::App* sub : {ls, inspect, audit, reap, rm}) {
+    sub->add_flag("--json", as_json, "machine-readable output on stdout");
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? kOk : kError;
+  }
+  try {
+    if (*ls) return command_ls(as_json);
+    if (*inspect) return command_inspect(name, as_json);
+    if (*audit) return command_audit(name, as_json, live);
+    if (*reap) return command_reap(name, as_json);
+    if (*rm) return command_rm(name, as_json, force);
+  } catch (const Error& e) {
+    if (as_json) {
+      print_json({{"error", e.what()}, {"kind", std::string(to_string(e.kind()))}});
+    } else {
+      std::fprintf(stderr, "shmctl: %s\n", e.what());
+    }
+    return kError;
+  }
+  return kError;
+}
