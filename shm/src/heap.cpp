@@ -550,7 +550,9 @@ std::uint64_t Heap::allocate_impl(std::size_t size, std::size_t alignment, heap:
       }
       return object;
     }
-  } else {
+    // No object and no room for a new span: a block serves the request.
+  }
+  {  // blocks
     std::uint64_t granules = 1 + (size + kGranule - 1) / kGranule;
     granules = std::max<std::uint64_t>(granules, 2);
     std::uint64_t block = 0;

@@ -185,31 +185,53 @@ void bin_remove(HeapView& v, std::uint64_t block, std::uint64_t granules) noexce
 
 std::uint64_t carve_block(HeapView& v, std::uint64_t granules, std::uint64_t alignment,
                           State state) {
-  // An aligned request needs room to shift to the boundary, leaving a free
-  // block of at least kMinFreeGranules in front.
   const bool aligned = alignment > kGranule;
-  const std::uint64_t want = granules + (aligned ? alignment / kGranule + kMinFreeGranules : 0);
-  std::uint32_t bin = bin_for(want);
-  std::uint64_t block = best_in_bin(v, bin, want);
-  if (block == 0) {
-    std::uint64_t above = bin + 1 < heap::kBinCount
-                              ? v.control->bin_bitmap.load(std::memory_order_relaxed) &
-                                    (~std::uint64_t{0} << (bin + 1))
-                              : 0;
-    if (above == 0) return 0;
-    block = best_in_bin(v, static_cast<std::uint32_t>(std::countr_zero(above)), want);
+  // Spans align their block (header) to the span grid; user blocks their payload.
+  const bool span = alignment == heap::kSpanBytes;
+  // Bytes to skip at the front of `block` to reach the boundary, leaving
+  // either nothing or a free block of at least kMinFreeGranules in front.
+  auto lead_of = [&](std::uint64_t block) -> std::uint64_t {
+    if (!aligned) return 0;
+    std::uint64_t start = span ? block - v.arena_begin : block + sizeof(BlockHeader);
+    std::uint64_t lead = (start + alignment - 1) / alignment * alignment - start;
+    if (lead != 0 && lead < kMinFreeGranules * kGranule) lead += alignment;
+    return lead;
+  };
+  std::uint64_t block = 0;
+  std::uint32_t bin = bin_for(granules);
+  if (!aligned) {
+    block = best_in_bin(v, bin, granules);
+    if (block == 0) {
+      std::uint64_t above = bin + 1 < heap::kBinCount
+                                ? v.control->bin_bitmap.load(std::memory_order_relaxed) &
+                                      (~std::uint64_t{0} << (bin + 1))
+                                : 0;
+      if (above == 0) return 0;
+      block = best_in_bin(v, static_cast<std::uint32_t>(std::countr_zero(above)), granules);
+      if (block == 0) return 0;
+    }
+  } else {
+    // The smallest block, in the lowest bin that has one, with room for the
+    // request after its boundary.
+    std::uint64_t bins =
+        v.control->bin_bitmap.load(std::memory_order_relaxed) & (~std::uint64_t{0} << bin);
+    for (; bins != 0 && block == 0; bins &= bins - 1) {
+      std::uint64_t best_granules = ~std::uint64_t{0};
+      auto b_index = static_cast<std::uint32_t>(std::countr_zero(bins));
+      for (std::uint64_t b = v.control->bins[b_index]; b != 0; b = links(v, b).next) {
+        std::uint64_t g = granules_of(v.block(b)->word.load(std::memory_order_relaxed));
+        if (lead_of(b) / kGranule + granules <= g && g < best_granules) {
+          block = b;
+          best_granules = g;
+        }
+      }
+    }
     if (block == 0) return 0;
   }
   std::uint64_t total = granules_of(v.block(block)->word.load(std::memory_order_relaxed));
   bin_remove(v, block, total);
   if (aligned) {
-    // Spans align their block (header) to the span grid; user blocks their payload.
-    const bool span = alignment == heap::kSpanBytes;
-    std::uint64_t start = span ? block - v.arena_begin : block + sizeof(BlockHeader);
-    std::uint64_t base = span ? v.arena_begin : 0;
-    std::uint64_t target = (start + base + alignment - 1) / alignment * alignment - base;
-    std::uint64_t lead = target - start;
-    if (lead != 0 && lead < kMinFreeGranules * kGranule) lead += alignment;
+    std::uint64_t lead = lead_of(block);
     if (lead != 0) {
       std::uint64_t lead_granules = lead / kGranule;
       split(v, block, total, lead_granules, State::make(Kind::Free));
