@@ -47,7 +47,21 @@ TEST(HarnessTest, EveryBuiltInScenarioPassesUnderKillsWithItsFaultPointsExercise
     for (const auto& [name, counts] : report.fault_points) point_kills += counts.kills;
     EXPECT_GT(point_kills, 0U) << "no worker died at a planned fault point";
     EXPECT_FALSE(report.victim_stacks.empty());
+    EXPECT_EQ(report.leaked_bytes, 0U);
   }
+}
+
+TEST(HarnessTest, APublishThatIsNotAtomicWithTheAllocationShowsUpAsLeakedBytes) {
+  auto leaky = make_leaky_churn_scenario();
+  RunOptions options = quick_options(5);
+  options.duration_s = 3;
+  options.kills_per_s = 400;
+  RunReport report = Harness().run(*leaky, options);
+  EXPECT_FALSE(report.ok()) << describe(report);
+  EXPECT_GT(report.leaked_bytes, 0U) << describe(report);
+  bool named = false;
+  for (const std::string& v : report.violations) named |= v.find("leaked") != std::string::npos;
+  EXPECT_TRUE(named) << describe(report);
 }
 
 // This test program has threads (the deadline watchdog) and started a zygote
@@ -232,6 +246,7 @@ std::unique_ptr<Scenario> make_test_scenario(std::string_view name) {
   }
   if (name == "absolute_pointer") return std::make_unique<AbsolutePointerScenario>();
   if (name == "hang") return std::make_unique<HangScenario>();
+  if (name == "allocator_churn-leaky") return make_leaky_churn_scenario();
   return make_builtin_scenario(name);
 }
 

@@ -50,8 +50,8 @@ TEST(ShmtortureTest, WritesTheJsonContractAndASelfContainedHtmlTimeline) {
   ASSERT_EQ(report["scenarios"].size(), 2U);
   const auto& counter = report["scenarios"][0];
   EXPECT_EQ(counter["name"], "counter");
-  for (const char* key :
-       {"workers", "operations", "kills", "recoveries", "violations", "fault_points"}) {
+  for (const char* key : {"workers", "operations", "kills", "recoveries", "violations",
+                          "fault_points", "leaked_bytes"}) {
     EXPECT_TRUE(counter.contains(key)) << key;
   }
   EXPECT_GT(counter["kills"].get<int>(), 0);

@@ -27,6 +27,7 @@ std::string to_json(const TortureRun& run) {
     s["violations"] = r.violations.size();
     s["violation_messages"] = r.violations;
     s["stalls"] = r.stalls;
+    s["leaked_bytes"] = r.leaked_bytes;
     s["duration_s"] = r.duration_s;
     s["kill_cycles_per_s"] = r.kill_cycles_per_s();
     s["replay"] = r.replay_command;

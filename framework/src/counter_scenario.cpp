@@ -109,11 +109,13 @@ std::vector<NamedLockHolder> CounterScenario::lock_holders(Segment& segment) {
 }
 
 std::vector<std::unique_ptr<Scenario>> lock_scenarios();  // lock_scenarios.cpp
+std::vector<std::unique_ptr<Scenario>> heap_scenarios();  // heap_scenarios.cpp
 
 std::vector<std::unique_ptr<Scenario>> builtin_scenarios() {
   std::vector<std::unique_ptr<Scenario>> all;
   all.push_back(std::make_unique<CounterScenario>());
   for (auto& scenario : lock_scenarios()) all.push_back(std::move(scenario));
+  for (auto& scenario : heap_scenarios()) all.push_back(std::move(scenario));
   return all;
 }
 

@@ -668,7 +668,8 @@ RunReport Run::execute() {
   }
   for (const std::string& point : options_.required_points) witness_->add_point(point);
   // Room in the registry for the workers, the victims still dying and the harness.
-  segment_ = Segment::create_anonymous(scenario_.segment_size(), {.max_processes = 256});
+  segment_ = Segment::create_anonymous(scenario_.segment_size(),
+                                       {.max_processes = 256, .heap = scenario_.uses_heap()});
   scenario_.setup(segment_, *witness_);
   use_zygote_ = options_.mode == WorkerMode::Fork && zygote_started() && sys::thread_count() > 1;
   if (options_.mode == WorkerMode::Spawn || use_zygote_) {
@@ -724,7 +725,14 @@ RunReport Run::execute() {
   report_.duration_s = now_s();
   sample_lock_holds(true);
   if (use_zygote_) sys::set_child_subreaper(false);
+  // Every worker is dead: reap their slots (heap holdings included) first.
+  segment_.reap_dead();
   for (std::string& v : scenario_.check(segment_, *witness_, true)) violation(std::move(v));
+  report_.leaked_bytes = scenario_.leaked_bytes(segment_, *witness_);
+  if (report_.leaked_bytes != 0) {
+    violation(std::to_string(report_.leaked_bytes) +
+              " heap bytes leaked: live, but unreachable from the scenario's data");
+  }
   for (std::uint32_t i = 0; i < next_incarnation_; ++i)
     report_.operations += witness_->worker(i).operations.load();
   report_.recoveries = witness_->scenario(kRecoveries).load();
@@ -908,7 +916,8 @@ std::string RunReport::summary() const {
   std::ostringstream out;
   out << scenario << ": " << operations << " operations, " << kills << " kills, " << recoveries
       << " recoveries, " << stalls << " stalls in " << duration_s << " s (" << kill_cycles_per_s()
-      << " kill cycles/s), " << violations.size() << " violations\n";
+      << " kill cycles/s), " << leaked_bytes << " bytes leaked, " << violations.size()
+      << " violations\n";
   for (const std::string& v : violations) out << "  VIOLATION: " << v << "\n";
   if (!violations.empty()) out << "  replay: " << replay_command << "\n";
   return out.str();

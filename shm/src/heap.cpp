@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "heap_view.hpp"
@@ -43,23 +45,38 @@ namespace detail {
 using heap::kGranule;
 using heap::SlotOp;
 
-HeapLock::HeapLock(HeapView& v) : v_(v) {
-  LockResult result = v.control->heap_lock.acquire();
+HeapLock::HeapLock(HeapView& v) : v_(v) { settle(v.control->heap_lock.acquire()); }
+
+HeapLock::HeapLock(HeapView& v, std::uint64_t deadline_ns) : v_(v) {
+  settle(v.control->heap_lock.acquire_until(std::chrono::steady_clock::time_point(
+      std::chrono::nanoseconds(static_cast<std::int64_t>(deadline_ns)))));
+}
+
+void HeapLock::settle(LockResult result) {
+  held_ = holds_lock(result);
   if (result == LockResult::OwnerDied) {
     try {
-      repair_blocks(v);
+      repair_blocks(v_);
     } catch (const Error&) {
-      v.control->heap_lock.abandon_repair();
-      v.control->heap_lock.release();
+      held_ = false;
+      v_.control->heap_lock.abandon_repair();
+      v_.control->heap_lock.release();
       throw;
     }
-    v.control->heap_lock.mark_consistent();
+    v_.control->heap_lock.mark_consistent();
   }
 }
 
-void repair_class(HeapView& v, std::uint32_t class_index) {
-  HeapLock heap_lock(v);
+bool repair_class(HeapView& v, std::uint32_t class_index, std::uint64_t deadline_ns) {
+  std::optional<HeapLock> heap_lock;
+  if (deadline_ns == 0) {
+    heap_lock.emplace(v);
+  } else {
+    heap_lock.emplace(v, deadline_ns);
+    if (!heap_lock->held()) return false;
+  }
   rebuild_classes(v, std::uint64_t{1} << class_index);
+  return true;
 }
 
 ClassLock::ClassLock(HeapView& v, std::uint32_t class_index) : v_(v), class_index_(class_index) {

@@ -374,7 +374,10 @@ void Walker::check_slots() {
       auto found = cached_by_slot_class_.find(std::uint64_t{slot} << 8 | c);
       if (found != cached_by_slot_class_.end()) states = found->second;
       if (!frozen && alive) continue;  // a running process moves its cache at will
-      if (!alive && count == 0 && states == 0) continue;
+      // A dead process's record may be half reset by a reaper that died or
+      // stopped mid-reap; its holdings are counted from the states above and
+      // the next reaper resets the record.
+      if (!alive) continue;
       std::uint64_t length = 0;
       std::uint64_t object = cache.head.load();
       const detail::ClassGeometry& geometry = detail::class_geometry(c);
@@ -396,7 +399,8 @@ void Walker::check_slots() {
         heap::State os{state->load()};
         if (os.kind() != heap::Kind::Cached || os.owner() != slot) {
           problem("process slot " + std::to_string(slot) + " caches " + at_offset(object) +
-                  ", whose state says otherwise");
+                  ", whose state is kind " + std::to_string(static_cast<unsigned>(os.kind())) +
+                  " of slot " + std::to_string(os.owner()));
           break;
         }
         const auto* next = get<std::uint64_t>(object);
@@ -485,7 +489,13 @@ class Freeze {
       }
       classes_.push_back(c);
       if (r == LockResult::OwnerDied) {
-        detail::repair_class(v, c);
+        if (!detail::repair_class(v, c, sys::deadline_ns(deadline))) {
+          // Left owner-dead for the next holder; this audit cannot vouch for it.
+          classes_.pop_back();
+          lock.release();
+          incomplete_.push_back("class " + std::to_string(c) + " needs repair (heap lock busy)");
+          continue;
+        }
         lock.mark_consistent();
       }
     }
@@ -521,7 +531,7 @@ std::uint64_t control_offset(const detail::HeapView& v) {
 
 }  // namespace
 
-HeapAudit Heap::audit(unsigned timeout_ms) const {
+HeapAudit Heap::audit(unsigned timeout_ms, std::vector<HeapEntry>* live) const {
   if (view_ == nullptr) {
     throw Error(ErrorKind::InvalidArgument, "heap", "audit", "this segment has no heap");
   }
@@ -532,7 +542,12 @@ HeapAudit Heap::audit(unsigned timeout_ms) const {
   Walker walker(v.base, v.mapped, control_offset(v), v.region_size, v.registry,
                 freeze.incomplete().empty(), true);
   walker.frozen_slots.insert(freeze.turns().begin(), freeze.turns().end());
-  HeapAudit result = walker.run(false);
+  HeapAudit result = walker.run(live != nullptr);
+  if (live != nullptr) {
+    *live = std::move(walker.entries);
+    std::sort(live->begin(), live->end(),
+              [](const HeapEntry& a, const HeapEntry& b) { return a.offset < b.offset; });
+  }
   for (const std::string& why : freeze.incomplete()) {
     result.complete = false;
     result.notes.push_back("not frozen: " + why);

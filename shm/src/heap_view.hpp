@@ -101,15 +101,23 @@ inline void give_turn(std::atomic<std::uint32_t>& turn) noexcept {
 class HeapLock {
  public:
   explicit HeapLock(HeapView& v);
-  ~HeapLock() { v_.control->heap_lock.release(); }
+  // Gives up at the deadline (CLOCK_MONOTONIC ns): held() tells.
+  HeapLock(HeapView& v, std::uint64_t deadline_ns);
+  ~HeapLock() {
+    if (held_) v_.control->heap_lock.release();
+  }
+  bool held() const noexcept { return held_; }
   HeapLock(const HeapLock&) = delete;
   HeapLock& operator=(const HeapLock&) = delete;
 
  private:
+  void settle(LockResult result);
   HeapView& v_;
+  bool held_ = false;
 };
-// After a class lock's holder died: rebuilds that class (takes the heap lock).
-void repair_class(HeapView& v, std::uint32_t class_index);
+// After a class lock's holder died: rebuilds that class (takes the heap lock,
+// waiting at most until deadline_ns when it is not 0). False if it gave up.
+bool repair_class(HeapView& v, std::uint32_t class_index, std::uint64_t deadline_ns = 0);
 // Takes a class lock; a dead holder's class is rebuilt (under the heap lock).
 class ClassLock {
  public:

@@ -389,9 +389,10 @@ NameDirectory& Segment::names() {
 }
 
 HeapAudit Segment::audit(unsigned timeout_ms) {
-  HeapAudit result = heap().audit(timeout_ms);
-  for (std::string& problem : names_.check(heap_.dump())) {
-    result.problems.push_back(std::move(problem));
+  std::vector<HeapEntry> live;
+  HeapAudit result = heap().audit(timeout_ms, &live);
+  if (result.complete) {
+    for (std::string& problem : names_.check(live)) result.problems.push_back(std::move(problem));
   }
   return result;
 }

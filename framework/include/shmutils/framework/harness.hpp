@@ -118,6 +118,7 @@ struct RunReport {
   std::uint64_t kills = 0;
   std::uint64_t recoveries = 0;
   std::uint64_t stalls = 0;
+  std::uint64_t leaked_bytes = 0;  // heap bytes no scenario data reaches after the run
   std::vector<std::string> violations;
   std::map<std::string, PointCounts> fault_points;
   std::vector<WorkerSummary> worker_log;

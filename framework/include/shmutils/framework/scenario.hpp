@@ -77,6 +77,11 @@ class Scenario {
   virtual std::string_view name() const = 0;
   virtual std::string_view description() const = 0;
   virtual std::size_t segment_size() const { return 4 << 20; }
+  // The harness creates the segment with a heap (SegmentOptions::heap).
+  virtual bool uses_heap() const { return false; }
+  // After the final check, with every worker dead and reaped: heap bytes that
+  // are live but unreachable from the scenario's data. Must be 0.
+  virtual std::uint64_t leaked_bytes(Segment& /*segment*/, Witness& /*witness*/) { return 0; }
   // Fault points a worker may be planned to die at (compiled-in names).
   virtual std::vector<std::string> fault_points() const = 0;
   virtual void setup(Segment& segment, Witness& witness) = 0;

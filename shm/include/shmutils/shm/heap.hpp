@@ -153,7 +153,8 @@ class Heap {
   // Checks every invariant. Live: freezes the allocator (every lock, every
   // live process's turn) for the walk, waiting at most `timeout_ms` for each;
   // what it could not freeze makes the audit incomplete, never a hang.
-  HeapAudit audit(unsigned timeout_ms = 1000) const;
+  // `live`, when given, receives every live allocation seen by the walk.
+  HeapAudit audit(unsigned timeout_ms = 1000, std::vector<HeapEntry>* live = nullptr) const;
   // Every live allocation, in address order (the seed's heap dump).
   std::vector<HeapEntry> dump() const;
   // Waits (at most timeout_ms) until the registry slot of `pid` is reaped,
