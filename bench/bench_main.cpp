@@ -14,7 +14,9 @@
 namespace shmutils::bench {
 void register_lock_benchmarks(bool quick);
 void register_harness_benchmarks(bool quick);
+void register_heap_benchmarks(bool quick);
 std::vector<RowSpec> harness_rows();
+std::vector<RowSpec> heap_rows();
 }  // namespace shmutils::bench
 
 int main(int argc, char** argv) {
@@ -49,12 +51,14 @@ int main(int argc, char** argv) {
 
   shmutils::bench::register_lock_benchmarks(quick);
   shmutils::bench::register_harness_benchmarks(quick);
+  shmutils::bench::register_heap_benchmarks(quick);
   shmutils::bench::CollectingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
   std::vector<shmutils::bench::RowSpec> specs = shmutils::bench::lock_rows();
   for (auto& row : shmutils::bench::harness_rows()) specs.push_back(row);
+  for (auto& row : shmutils::bench::heap_rows()) specs.push_back(row);
   auto rows = shmutils::bench::compare(reporter, specs);
   shmutils::bench::print_table(rows);
   if (!json_path.empty()) shmutils::bench::write_json(rows, json_path, quick);

@@ -207,7 +207,9 @@ int command_inspect(const std::string& name, bool as_json) {
               segment.uuid().to_string().c_str());
   std::time_t created = static_cast<std::time_t>(h.created_realtime_ns / 1'000'000'000ULL);
   char when[64];
-  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&created));
+  std::tm local{};
+  ::localtime_r(&created, &local);
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &local);
   std::printf("  size %s, created %s by pid %d\n", bytes(segment.size()).c_str(), when,
               h.creator_pid);
   std::printf("  processes: %zu alive, %zu dead%s\n", facts.alive, facts.dead,
@@ -282,7 +284,7 @@ int command_audit(const std::string& name, bool as_json, bool live) {
                 static_cast<unsigned long long>(s.free), static_cast<unsigned long long>(s.live),
                 static_cast<unsigned long long>(s.cached),
                 static_cast<unsigned long long>(s.metadata),
-                static_cast<unsigned long long>(s.free + s.live + s.cached + s.metadata),
+                static_cast<unsigned long long>(s.free) + s.live + s.cached + s.metadata,
                 static_cast<unsigned long long>(s.capacity));
   }
   return audit.ok() ? kOk : kFindings;

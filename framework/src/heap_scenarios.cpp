@@ -94,9 +94,11 @@ std::uint64_t live_bytes_except(Heap& heap, const std::vector<std::uint64_t>& re
 struct ChurnRoot {
   std::array<std::atomic<std::int32_t>, kLanes> owners{};
   std::array<std::array<std::atomic<std::uint64_t>, kSlots>, kLanes> tables{};
+  // The tag each published block carries (0: none); unique per publication,
+  // so stale bytes of an earlier block can never pass for a tag.
+  std::array<std::array<std::atomic<std::uint64_t>, kSlots>, kLanes> tags{};
+  std::array<std::atomic<std::uint64_t>, kLanes> next_tag{};
 };
-
-std::uint64_t tag_of(std::uint64_t offset) { return (offset * 0x9E3779B97F4A7C15ULL) ^ 0x5A5AULL; }
 
 // Heap repairs and reaps the workers did, for the report's recoveries.
 void count_recoveries(Witness& witness, std::initializer_list<const char*> points) {
@@ -150,6 +152,7 @@ class AllocatorChurnScenario : public Scenario {
     ChurnRoot* root = segment.names().find<ChurnRoot>("churn");
     std::size_t lane = claim_lane(root->owners, heap);
     auto& table = root->tables[lane];
+    auto& tags = root->tags[lane];
     auto& random = ctx.random();
     auto pick_size = [&]() -> std::size_t {
       switch (random() % 8) {
@@ -160,25 +163,31 @@ class AllocatorChurnScenario : public Scenario {
     };
     for (std::uint64_t step = 0; !ctx.should_stop(); ++step) {
       if (step % 500 == 499) segment.reap_dead();  // survivors reap, as users' programs do
-      std::atomic<std::uint64_t>& slot = table[random() % kSlots];
+      const std::size_t index = random() % kSlots;
+      std::atomic<std::uint64_t>& slot = table[index];
       std::uint64_t r = random() % 16;
       if (r == 0) {
         std::vector<Reservation> burst;  // fills a cache past its limit, then flushes it
+        burst.reserve(300);
         std::size_t size = 16 + random() % 256;
         for (int k = 0; k < 300; ++k) burst.push_back(heap.reserve(size));
       } else if (std::uint64_t offset = slot.load(); offset != 0) {
-        check_tag(heap, offset, ctx.witness());
+        check_tag(heap, offset, tags[index].load(), ctx.witness());
         heap.free_from(slot);
       } else if (r < 6 && bug_ == Bug::LeakyPublish) {
+        tags[index].store(0);
         std::uint64_t fresh = heap.allocate(pick_size());
         sys::yield();  // widens the window a kill can land in
         slot.store(fresh);
       } else if (r < 6) {
+        tags[index].store(0);  // allocate-into blocks carry no tag
         heap.allocate_into(slot, pick_size());
       } else {
         std::size_t size = pick_size();
         Reservation reservation = heap.reserve(size, r < 9 ? 256 : 16);
-        write_tag(heap, reservation.offset(), size);
+        std::uint64_t tag = (root->next_tag[lane].fetch_add(1) + 1) << 8 | lane;
+        write_tag(heap, reservation.offset(), size, tag);
+        tags[index].store(size < 24 ? 0 : tag);
         if (r % 3 != 0) reservation.publish(slot);  // else cancelled at scope exit
       }
       ctx.operation_done();
@@ -235,29 +244,26 @@ class AllocatorChurnScenario : public Scenario {
 
  private:
   Bug bug_;
-  // Blocks written by reserve carry their offset's tag at both ends and
-  // their size in between, so a block handed out twice (overlapping another)
-  // is noticed when it is freed.
-  static void write_tag(Heap& heap, std::uint64_t offset, std::size_t size) {
+  // Blocks published through reserve carry a tag unique to the publication at
+  // both ends and their size in between, so a block handed out twice
+  // (overlapping another) is noticed when it is freed.
+  static void write_tag(Heap& heap, std::uint64_t offset, std::size_t size, std::uint64_t tag) {
     if (size < 24) return;
-    std::uint64_t tag = tag_of(offset);
     std::uint64_t length = size;
     std::memcpy(heap.pointer(offset), &tag, 8);
     std::memcpy(heap.pointer(offset) + 8, &length, 8);
     std::memcpy(heap.pointer(offset) + (size - 8) / 8 * 8, &tag, 8);
   }
-  static void check_tag(Heap& heap, std::uint64_t offset, Witness& witness) {
+  static void check_tag(Heap& heap, std::uint64_t offset, std::uint64_t tag, Witness& witness) {
+    if (tag == 0) return;
     std::uint64_t head = 0;
     std::uint64_t length = 0;
     std::uint64_t tail = 0;
     std::memcpy(&head, heap.pointer(offset), 8);
-    if (head != tag_of(offset)) return;  // allocate-into blocks carry no tag
     std::memcpy(&length, heap.pointer(offset) + 8, 8);
-    // A tag left by an earlier, larger block at this offset (allocate-into
-    // does not clear memory) is stale: only a tag that fits is checked.
-    if (length < 24 || length > heap.usable_size(offset)) return;
-    std::memcpy(&tail, heap.pointer(offset) + (length - 8) / 8 * 8, 8);
-    if (tail != head) worker_violation(witness, offset);
+    bool fits = length >= 24 && length <= heap.usable_size(offset);
+    if (fits) std::memcpy(&tail, heap.pointer(offset) + (length - 8) / 8 * 8, 8);
+    if (head != tag || !fits || tail != tag) worker_violation(witness, offset);
   }
 };
 

@@ -93,8 +93,7 @@ ClassLock::ClassLock(HeapView& v, std::uint32_t class_index) : v_(v), class_inde
   }
 }
 
-bool take_turn(std::atomic<std::uint32_t>& turn, std::uint64_t deadline_ns) {
-  const auto self = static_cast<std::uint32_t>(sys::getpid());
+bool take_turn(std::atomic<std::uint32_t>& turn, std::uint32_t self, std::uint64_t deadline_ns) {
   for (unsigned spins = 0;; ++spins) {
     std::uint32_t holder = 0;
     if (turn.compare_exchange_weak(holder, self, std::memory_order_acquire)) return true;
@@ -114,7 +113,9 @@ namespace {
 // This process's turn inside its own slot.
 class SlotTurn {
  public:
-  explicit SlotTurn(SlotRecord& record) : lock_(record.op_lock) { take_turn(lock_); }
+  SlotTurn(SlotRecord& record, pid_t self) : lock_(record.op_lock) {
+    take_turn(lock_, static_cast<std::uint32_t>(self));
+  }
   ~SlotTurn() { give_turn(lock_); }
   SlotTurn(const SlotTurn&) = delete;
   SlotTurn& operator=(const SlotTurn&) = delete;
@@ -158,6 +159,11 @@ BlockHeader* large_header(const HeapView& v, std::uint64_t offset, const char* o
     if (g >= 2 && h->check == BlockHeader::check_for(block, g) &&
         block + g * kGranule <= v.arena_end) {
       return h;
+    }
+    if (g == 0 && h->check == heap::kFreedHeaderCheck) {
+      v.fail(ErrorKind::DoubleFree, operation,
+             "block at offset " + std::to_string(offset) +
+                 " was freed and merged with a neighbour already");
     }
   }
   v.fail(ErrorKind::ForeignPointer, operation,
@@ -537,7 +543,7 @@ std::uint64_t Heap::allocate_impl(std::size_t size, std::size_t alignment, heap:
   const std::uint32_t slot = slot_of(v);
   const std::uint64_t dest_at = dest_offset(v, dest);
   heap::SlotRecord& record = v.record(slot);
-  detail::SlotTurn turn(record);
+  detail::SlotTurn turn(record, v.owner_pid);
   const State final_state = State::make(kind, slot, type);
   if (size <= heap::kMaxSmallSize && alignment <= kGranule) {
     const std::uint32_t c = detail::class_for(size);
@@ -626,7 +632,7 @@ void Heap::publish_impl(std::uint64_t offset, std::atomic<std::uint64_t>* dest) 
   const std::uint32_t slot = slot_of(v);
   const std::uint64_t dest_at = dest_offset(v, dest);
   heap::SlotRecord& record = v.record(slot);
-  detail::SlotTurn turn(record);
+  detail::SlotTurn turn(record, v.owner_pid);
   detail::SmallRef ref = detail::small_ref(v, offset);
   auto publish_word = [&](auto& word, auto current, auto published) {
     if (dest != nullptr) {
@@ -712,7 +718,7 @@ void Heap::free(std::uint64_t offset) {
   HeapView& v = writer(view_, "free");
   if (offset == 0) return;
   const std::uint32_t slot = slot_of(v);
-  detail::SlotTurn turn(v.record(slot));
+  detail::SlotTurn turn(v.record(slot), v.owner_pid);
   free_in_turn(v, slot, offset, "free");
 }
 
@@ -721,7 +727,7 @@ void Heap::free_from(std::atomic<std::uint64_t>& dest, std::uint64_t replacement
   const std::uint32_t slot = slot_of(v);
   const std::uint64_t dest_at = dest_offset(v, &dest);
   heap::SlotRecord& record = v.record(slot);
-  detail::SlotTurn turn(record);
+  detail::SlotTurn turn(record, v.owner_pid);
   std::uint64_t offset = dest.load(std::memory_order_acquire);
   if (offset == 0) v.fail(ErrorKind::InvalidArgument, "free_from", "the location holds no block");
   if (offset == replacement) {
@@ -767,7 +773,7 @@ void Heap::free_from(std::atomic<std::uint64_t>& dest, std::uint64_t replacement
 void Heap::flush_cache() {
   HeapView& v = writer(view_, "flush_cache");
   const std::uint32_t slot = slot_of(v);
-  detail::SlotTurn turn(v.record(slot));
+  detail::SlotTurn turn(v.record(slot), v.owner_pid);
   for (std::uint32_t c = 0; c < heap::kClassCount; ++c) {
     heap::ClassCache& cache = v.record(slot).caches[c];
     std::uint32_t count = cache.count.load(std::memory_order_relaxed);
@@ -903,7 +909,7 @@ void Heap::release_slot() noexcept {
   HeapView& v = *view_;
   try {
     const std::uint32_t slot = slot_of(v);
-    detail::SlotTurn turn(v.record(slot));
+    detail::SlotTurn turn(v.record(slot), v.owner_pid);
     WholeHeapLock lock(v);
     sweep_slot(v, slot);
   } catch (const Error&) {

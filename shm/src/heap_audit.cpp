@@ -469,11 +469,12 @@ class Freeze {
  public:
   Freeze(detail::HeapView& v, unsigned timeout_ms) : v_(v) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    const auto self = static_cast<std::uint32_t>(sys::getpid());
     for (std::uint32_t slot = 0; slot < v.control->slot_capacity; ++slot) {
       if (v.registry == nullptr) break;
       SlotInfo info = ProcessRegistry::inspect_slot(*v.registry, slot);
       if (info.state == SlotState::Free || !info.alive) continue;
-      if (detail::take_turn(v.record(slot).op_lock, sys::deadline_ns(deadline))) {
+      if (detail::take_turn(v.record(slot).op_lock, self, sys::deadline_ns(deadline))) {
         turns_.push_back(slot);
       } else {
         incomplete_.push_back("process " + std::to_string(info.pid) + " (slot " +

@@ -1,6 +1,7 @@
 // The block layer of the allocator: best-fit bins, splits and merges under the
 // heap lock, and the repairs that rebuild derived state from the header words.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstring>
 #include <vector>
@@ -85,6 +86,16 @@ void apply_merge(HeapView& v, const HeapIntent& in) {
   h->check = BlockHeader::check_for(in.block, in.first_granules);
   h->word.store(in.first_word, std::memory_order_release);
   fp_merge_written.reached();
+  // Headers now inside the merged block must never pass for blocks again (a
+  // second free of the block would otherwise be taken for a first).
+  for (std::uint64_t inner : in.absorbed) {
+    if (inner == 0 || inner <= in.block || inner >= in.block + in.first_granules * kGranule) {
+      continue;
+    }
+    BlockHeader* dead = v.block(inner);
+    dead->check = heap::kFreedHeaderCheck;
+    dead->word.store(BlockHeader::pack(0, State::make(Kind::Free)), std::memory_order_release);
+  }
   v.block(in.block + in.first_granules * kGranule)->prev_granules =
       static_cast<std::uint32_t>(in.first_granules);
 }
@@ -104,13 +115,16 @@ void split(HeapView& v, std::uint64_t block, std::uint64_t total, std::uint64_t 
   in.op.store(static_cast<std::uint64_t>(HeapOp::None), std::memory_order_release);
 }
 
-// Makes [start, start + granules) one free block, through the intent.
-void merge(HeapView& v, std::uint64_t start, std::uint64_t granules) {
+// Makes [start, start + granules) one free block, through the intent;
+// `absorbed` are the headers it swallows.
+void merge(HeapView& v, std::uint64_t start, std::uint64_t granules,
+           std::array<std::uint64_t, 2> absorbed = {0, 0}) {
   HeapIntent& in = v.control->heap_intent;
   in.block = start;
   in.first_granules = granules;
   in.first_word = BlockHeader::pack(granules, State::make(Kind::Free));
   in.total_granules = granules;
+  in.absorbed = absorbed;
   in.op.store(static_cast<std::uint64_t>(HeapOp::Merge), std::memory_order_release);
   fp_merge_intent.reached();
   apply_merge(v, in);
@@ -253,6 +267,7 @@ void release_block(HeapView& v, std::uint64_t block) {
   BlockHeader* h = v.block(block);
   std::uint64_t start = block;
   std::uint64_t total = granules_of(h->word.load(std::memory_order_acquire));
+  std::array<std::uint64_t, 2> absorbed{0, 0};
   if (h->prev_granules != 0) {
     std::uint64_t prev = block - std::uint64_t{h->prev_granules} * kGranule;
     std::uint64_t word = v.block(prev)->word.load(std::memory_order_acquire);
@@ -260,6 +275,7 @@ void release_block(HeapView& v, std::uint64_t block) {
       bin_remove(v, prev, granules_of(word));
       start = prev;
       total += granules_of(word);
+      absorbed[0] = block;
     }
   }
   std::uint64_t next = block + granules_of(h->word.load(std::memory_order_acquire)) * kGranule;
@@ -267,8 +283,9 @@ void release_block(HeapView& v, std::uint64_t block) {
   if (next < v.arena_end && state_of(next_word).kind() == Kind::Free) {
     bin_remove(v, next, granules_of(next_word));
     total += granules_of(next_word);
+    absorbed[1] = next;
   }
-  merge(v, start, total);
+  merge(v, start, total, absorbed);
   bin_insert(v, start, total);
 }
 
@@ -305,7 +322,7 @@ void repair_blocks(HeapView& v) {
     if (kind == Kind::Free && prev_free) {
       // Two free neighbours (a merge that never started): make them one.
       bin_remove(v, prev, prev_granules);
-      merge(v, prev, prev_granules + g);
+      merge(v, prev, prev_granules + g, {block, 0});
       bin_insert(v, prev, prev_granules + g);
       prev_granules += g;
       block = prev + prev_granules * kGranule;

@@ -92,7 +92,8 @@ std::uint64_t span_of(const HeapView& v, std::uint64_t offset) noexcept;
 // auditor takes every live process's turn to freeze the heap. The word holds
 // the holder's pid, so a turn held by a dead auditor is taken over instead of
 // wedging the slot's process. deadline_ns 0 waits without bound.
-bool take_turn(std::atomic<std::uint32_t>& turn, std::uint64_t deadline_ns = 0);
+// `self` is the caller's pid (cached by the caller: getpid is a system call).
+bool take_turn(std::atomic<std::uint32_t>& turn, std::uint32_t self, std::uint64_t deadline_ns = 0);
 inline void give_turn(std::atomic<std::uint32_t>& turn) noexcept {
   turn.store(0, std::memory_order_release);
 }

@@ -26,9 +26,10 @@
 
 namespace shmutils::heap {
 
-inline constexpr std::uint64_t kGranule = 16;           // every block and object is aligned to this
-inline constexpr std::uint64_t kSpanBytes = 64 * 1024;  // one span = one span-map region
-inline constexpr std::uint64_t kMaxSmallSize = 4096;    // larger requests are blocks
+inline constexpr std::uint64_t kGranule = 16;  // every block and object is aligned to this
+inline constexpr std::uint64_t kSpanBytes =
+    std::uint64_t{64} * 1024;                         // one span = one span-map region
+inline constexpr std::uint64_t kMaxSmallSize = 4096;  // larger requests are blocks
 inline constexpr std::uint32_t kClassCount = 28;
 inline constexpr std::uint32_t kBinCount = 64;
 inline constexpr std::uint32_t kMaxSlots = 4095;  // the owner field has 12 bits
@@ -115,12 +116,17 @@ static_assert(sizeof(SpanHeader) == 64);
 // done. Redoing them is idempotent (each is a plain store of a computed value).
 enum class HeapOp : std::uint64_t { None = 0, Split = 1, Merge = 2 };
 struct HeapIntent {
-  std::atomic<std::uint64_t> op;  // HeapOp
-  std::uint64_t block;            // offset of the first block
-  std::uint64_t first_granules;   // Split: size of the first part; Merge: of the whole
-  std::uint64_t first_word;       // Split/Merge: the first block's new header word
-  std::uint64_t total_granules;   // Split: size of both parts together
+  std::atomic<std::uint64_t> op;          // HeapOp
+  std::uint64_t block;                    // offset of the first block
+  std::uint64_t first_granules;           // Split: size of the first part; Merge: of the whole
+  std::uint64_t first_word;               // Split/Merge: the first block's new header word
+  std::uint64_t total_granules;           // Split: size of both parts together
+  std::array<std::uint64_t, 2> absorbed;  // Merge: headers swallowed (0 = none), poisoned
 };
+
+// An absorbed header: size 0, so it is never taken for a block, and a check
+// that tells a later free of it is a double free.
+inline constexpr std::uint32_t kFreedHeaderCheck = 0xF4EEDF4EU;
 
 struct ClassControl {
   Mutex lock;             // refills and flushes of this class
