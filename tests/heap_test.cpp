@@ -62,6 +62,18 @@ TEST_F(HeapTest, BlocksAreAlignedDisjointAndKeepTheirContents) {
   EXPECT_EQ(audit.stats.live, 0U);
 }
 
+TEST_F(HeapTest, AllocateZeroedGivesZeroBytesEvenWhereGarbageWas) {
+  for (std::size_t size : {std::size_t{40}, std::size_t{30'000}}) {
+    std::uint64_t dirty = heap().allocate(size);
+    std::memset(heap().pointer(dirty), 0xAB, size);
+    heap().free(dirty);
+    std::uint64_t clean = heap().allocate_zeroed(size);
+    EXPECT_EQ(clean, dirty) << "the same memory comes back";
+    const std::byte* p = heap().pointer(clean);
+    EXPECT_TRUE(std::all_of(p, p + size, [](std::byte b) { return b == std::byte{0}; }));
+  }
+}
+
 TEST_F(HeapTest, FreedNeighboursCoalesceBackIntoOneBlock) {
   HeapStats before = heap().stats();
   std::uint64_t a = heap().allocate(100'000);

@@ -616,6 +616,12 @@ std::uint64_t Heap::try_allocate(std::size_t size, std::size_t alignment) {
   return allocate_impl(size, alignment, Kind::Published, 0, nullptr, false);
 }
 
+std::uint64_t Heap::allocate_zeroed(std::size_t size, std::size_t alignment) {
+  Reservation reservation = reserve(size, alignment);
+  std::memset(reservation.data(), 0, size);
+  return reservation.publish();
+}
+
 std::uint64_t Heap::allocate_into(std::atomic<std::uint64_t>& dest, std::size_t size,
                                   std::size_t alignment) {
   return allocate_impl(size, alignment, Kind::Published, 0, &dest, true);

@@ -115,6 +115,9 @@ class Heap {
   std::uint64_t allocate(std::size_t size, std::size_t alignment = 16);
   // The same, 0 when out of memory.
   std::uint64_t try_allocate(std::size_t size, std::size_t alignment = 16);
+  // A published block whose first `size` bytes are zero (calloc). It is
+  // zeroed while still reserved: a crash half way frees it instead.
+  std::uint64_t allocate_zeroed(std::size_t size, std::size_t alignment = 16);
   // A published block whose offset is stored into `dest` atomically with the
   // allocation (see "No leak"). dest must live in this segment.
   std::uint64_t allocate_into(std::atomic<std::uint64_t>& dest, std::size_t size,
