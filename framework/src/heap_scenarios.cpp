@@ -289,10 +289,9 @@ class ContainersScenario : public Scenario {
   std::size_t segment_size() const override { return 16 << 20; }
   bool uses_heap() const override { return true; }
   std::vector<std::string> fault_points() const override {
-    return {"container.vector.grown",    "container.vector.written",  "container.map.linked",
-            "container.map.unlinking",   "container.queue.written",   "container.queue.read",
-            "container.repairing",       "heap.publish.dest_written", "heap.free_from.unlinked",
-            "heap.allocate.dest_written"};
+    return {"container.vector.grown",  "container.vector.written",  "container.map.linked",
+            "container.map.unlinking", "container.queue.written",   "container.queue.read",
+            "container.repairing",     "heap.publish.dest_written", "heap.free_from.unlinked"};
   }
 
   void setup(Segment& segment, Witness&) override {
