@@ -13,9 +13,13 @@
 #include "shmutils/framework/child_process.hpp"
 #include "shmutils/shm/shm_object.hpp"
 #include "shmutils/shm/sys.hpp"
+#include "test_support.hpp"
 
 namespace shmutils {
 namespace {
+
+using test::IsolatedRun;
+using test::run_alone;
 
 TEST(LeakCheckSelfTest, DISABLED_LeavesAName) {
   ShmObject::open(fixtures::unique_segment_name("leaked"), "x+");
@@ -35,30 +39,9 @@ TEST(LeakCheckSelfTest, DISABLED_LeavesAChild) {
 
 std::string pid_file() { return "/tmp/shmutils-leak-pid-" + std::to_string(::getpid()); }
 
-struct IsolatedRun {
-  bool failed;
-  std::string output;
-};
-
-// Runs one disabled test in a separate copy of this program.
-IsolatedRun run_alone(const std::string& test) {
-  std::string log = "/tmp/shmutils-leak-check-" + std::to_string(::getpid()) + ".log";
-  std::string self = "/proc/" + std::to_string(::getpid()) + "/exe";
-  auto child = framework::ChildProcess::spawn(
-      "/bin/sh", {"sh", "-c",
-                  "SHMUTILS_LEAK_PID_FILE=\"$3\" exec \"$0\" --gtest_also_run_disabled_tests "
-                  "--gtest_filter=\"$2\" >\"$1\" 2>&1",
-                  self, log, test, pid_file()});
-  auto status = child.wait_for(std::chrono::seconds(30));
-  if (!status) status = child.kill();
-  std::stringstream output;
-  output << std::ifstream(log).rdbuf();
-  ::unlink(log.c_str());
-  return {!status->success(), output.str()};
-}
-
 TEST(LeakCheckSelfTest, ATestLeavingANameFailsAndTheNameIsRemoved) {
-  IsolatedRun run = run_alone("LeakCheckSelfTest.DISABLED_LeavesAName");
+  IsolatedRun run =
+      run_alone("LeakCheckSelfTest.DISABLED_LeavesAName", "SHMUTILS_LEAK_PID_FILE=" + pid_file());
   EXPECT_TRUE(run.failed) << run.output;
   EXPECT_NE(run.output.find("left the shared-memory name /shmutils-test-"), std::string::npos)
       << run.output;
@@ -68,7 +51,8 @@ TEST(LeakCheckSelfTest, ATestLeavingANameFailsAndTheNameIsRemoved) {
 }
 
 TEST(LeakCheckSelfTest, ATestLeavingAChildFailsAndTheChildIsKilled) {
-  IsolatedRun run = run_alone("LeakCheckSelfTest.DISABLED_LeavesAChild");
+  IsolatedRun run =
+      run_alone("LeakCheckSelfTest.DISABLED_LeavesAChild", "SHMUTILS_LEAK_PID_FILE=" + pid_file());
   EXPECT_TRUE(run.failed) << run.output;
   EXPECT_NE(run.output.find("left child process"), std::string::npos) << run.output;
   pid_t leaked = 0;

@@ -4,9 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 
 #include "shmutils/framework/child_process.hpp"
@@ -55,6 +58,33 @@ inline framework::ExitStatus run_child(
     return child.kill();
   }
   return *status;
+}
+
+struct IsolatedRun {
+  bool failed;
+  framework::ExitStatus status;
+  pid_t pid;  // of the copy that ran the test
+  std::string output;
+};
+
+// Runs one test (usually a DISABLED_ one that misbehaves on purpose) in a
+// separate copy of this program, with `environment` ("NAME=value ...")
+// prepended, and returns its exit status and output.
+inline IsolatedRun run_alone(const std::string& test, const std::string& environment = "",
+                             std::chrono::seconds deadline = std::chrono::seconds(30)) {
+  std::string log = "/tmp/shmutils-isolated-" + std::to_string(::getpid()) + ".log";
+  std::string self = "/proc/" + std::to_string(::getpid()) + "/exe";
+  auto child = framework::ChildProcess::spawn(
+      "/bin/sh", {"sh", "-c",
+                  environment + " exec \"$0\" --gtest_also_run_disabled_tests "
+                                "--gtest_filter=\"$2\" >\"$1\" 2>&1",
+                  self, log, test});
+  auto status = child.wait_for(deadline);
+  if (!status) status = child.kill();
+  std::stringstream output;
+  output << std::ifstream(log).rdbuf();
+  ::unlink(log.c_str());
+  return {!status->success(), *status, child.pid(), output.str()};
 }
 
 }  // namespace shmutils::test

@@ -15,6 +15,7 @@
 #include <random>
 #include <sstream>
 
+#include "shmutils/framework/address_perturbation.hpp"
 #include "shmutils/framework/child_process.hpp"
 #include "shmutils/framework/zygote.hpp"
 #include "shmutils/shm/error.hpp"
@@ -85,39 +86,6 @@ void install_crash_handlers() {
   action.sa_flags = static_cast<int>(SA_RESETHAND | SA_NODEFER);
   for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT})
     ::sigaction(signal, &action, nullptr);
-}
-
-// Attaches with `attach(options)` at a random 2 MiB aligned base.
-template <class Attach>
-Segment attach_at_random_base(std::mt19937_64& random, Attach&& attach) {
-  constexpr std::uintptr_t kLow = 0x100000000000ULL;   // 16 TiB
-  constexpr std::uintptr_t kHigh = 0x600000000000ULL;  // 96 TiB
-  constexpr std::uintptr_t kAlign = 2 << 20;
-  for (int attempt = 0; attempt < 64; ++attempt) {
-    std::uintptr_t base =
-        std::uniform_int_distribution<std::uintptr_t>(kLow / kAlign, kHigh / kAlign)(random) *
-        kAlign;
-    try {
-      SegmentOptions options;
-      options.address_hint = reinterpret_cast<void*>(base);  // NOLINT(performance-no-int-to-ptr)
-      return attach(options);
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::AlreadyExists) throw;
-    }
-  }
-  throw Error(ErrorKind::OutOfMemory, "segment", "perturb", "no free random base found");
-}
-
-// Maps the segment again at a random base and guards the inherited range, so
-// a stale absolute pointer into it faults at once.
-Segment attach_perturbed(Segment& inherited, std::mt19937_64& random) {
-  Segment moved = attach_at_random_base(random, [&](const SegmentOptions& options) {
-    return Segment::adopt(
-        ShmObject::adopt(sys::dup_cloexec(inherited.fd(), "segment"), inherited.name(), true, true),
-        options);
-  });
-  sys::mprotect(inherited.base(), inherited.mapped_size(), PROT_NONE, "inherited segment range");
-  return moved;
 }
 
 std::uint64_t worker_seed(std::uint64_t seed, std::uint32_t incarnation) {

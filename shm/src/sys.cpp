@@ -565,6 +565,19 @@ bool read_available(int fd, std::string& out, std::size_t limit) {
   }
 }
 
+bool write_all(int fd, std::string_view data) noexcept {
+  while (!data.empty()) {
+    ssize_t n = retry_eintr([&] { return ::write(fd, data.data(), data.size()); });
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+void shm_unlink_quietly(const char* name) noexcept { (void)::shm_unlink(name); }
+
+void raise_signal(int signal) noexcept { (void)::raise(signal); }
+
 std::size_t thread_count() {
   std::size_t count = 0;
   for_each_dir_entry("/proc/self/task", [&](std::string_view) { ++count; });

@@ -200,6 +200,13 @@ void dup2(int from, int to);
 // Reads what is there without blocking (the fd must be O_NONBLOCK); appends
 // at most `limit` bytes in all to `out`; false at end of file.
 bool read_available(int fd, std::string& out, std::size_t limit);
+// Writes all of data, retrying short writes and EINTR; false on any error.
+// Async-signal-safe: crash handlers use it to report before they stop.
+bool write_all(int fd, std::string_view data) noexcept;
+// shm_unlink for a signal handler: no allocation, no exception, errors ignored.
+void shm_unlink_quietly(const char* name) noexcept;
+// Raises `signal` in this process (kill(getpid())): async-signal-safe.
+void raise_signal(int signal) noexcept;
 // Threads of this process (/proc/self/task).
 std::size_t thread_count();
 // PR_SET_CHILD_SUBREAPER: orphaned descendants become this process's children.

@@ -1,0 +1,263 @@
+// The fixtures this suite (and any downstream suite) embeds: children whose
+// assertion failures, crashes and hangs become the parent test's failures;
+// spawned children; the fault-injection call; seeds; names removed when a
+// test crashes.
+#include <gtest/gtest-spi.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <set>
+
+#include "shmutils/fixtures/children.hpp"
+#include "shmutils/fixtures/crash_cleanup.hpp"
+#include "shmutils/fixtures/fault_injection_test.hpp"
+#include "shmutils/fixtures/segment_test.hpp"
+#include "shmutils/fixtures/test_seed.hpp"
+#include "shmutils/fixtures/unique_name.hpp"
+#include "shmutils/framework/builtin_scenarios.hpp"
+#include "shmutils/shm/mutex.hpp"
+#include "shmutils/shm/sys.hpp"
+#include "test_support.hpp"
+
+namespace shmutils::fixtures {
+namespace {
+
+// The failures f reports, captured instead of recorded, as searchable text.
+struct Intercepted {
+  std::vector<::testing::TestPartResult> results;
+  std::string text() const {
+    std::string all;
+    for (const auto& r : results) {
+      all += std::string(r.file_name() != nullptr ? r.file_name() : "-") + ":" +
+             std::to_string(r.line_number()) + ": " + r.message() + "\n";
+    }
+    return all;
+  }
+  bool says(std::string_view what) const { return text().find(what) != std::string::npos; }
+};
+
+template <class F>
+Intercepted intercept(F&& f) {
+  ::testing::TestPartResultArray results;
+  {
+    ::testing::ScopedFakeTestPartResultReporter reporter(
+        ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &results);
+    f();
+  }
+  Intercepted out;
+  for (int i = 0; i < results.size(); ++i) out.results.push_back(results.GetTestPartResult(i));
+  return out;
+}
+
+// A lock, a counter and where each child mapped the segment.
+struct Shared {
+  Mutex lock;
+  std::uint64_t counter;
+  std::array<std::atomic<std::uintptr_t>, 8> bases;
+};
+Shared& shared_of(Segment& segment) {
+  return *reinterpret_cast<Shared*>(segment.user_area().data());
+}
+
+void count_under_lock(Segment& segment, int times) {
+  Shared& shared = shared_of(segment);
+  for (int i = 0; i < times; ++i) {
+    MutexGuard guard(shared.lock);
+    ++shared.counter;
+  }
+}
+
+[[gnu::noinline]] void crash_in_child() {
+  // Both volatile: the compiler can neither prove it null nor drop the store.
+  volatile int* volatile nowhere = nullptr;
+  *nowhere = 1;  // SIGSEGV on purpose
+}
+
+[[gnu::noinline]] void hang_in_child() {
+  for (;;) sys::sleep_ns(1'000'000'000);
+}
+
+TEST(ChildrenTest, AChildsAssertionFailureFailsTheParentAtItsFileAndLine) {
+  Intercepted got = intercept([] {
+    ChildrenReport report = run_children(3, [](ChildContext& child) {
+      if (child.index() == 1) {
+        EXPECT_EQ(child.index(), 7U) << "marker, line " << __LINE__;
+      }
+    });
+    EXPECT_EQ(report.children.size(), 3U);
+    EXPECT_TRUE(report.children[0].ok() && report.children[2].ok());
+    EXPECT_FALSE(report.children[1].ok());
+  });
+  ASSERT_EQ(got.results.size(), 1U) << got.text();
+  const ::testing::TestPartResult& failure = got.results[0];
+  EXPECT_TRUE(failure.nonfatally_failed());
+  EXPECT_NE(std::string(failure.file_name()).find("fixtures_test.cpp"), std::string::npos);
+  std::string message = failure.message();
+  EXPECT_NE(message.find("child 1 (pid "), std::string::npos) << message;
+  EXPECT_NE(message.find("marker, line " + std::to_string(failure.line_number())),
+            std::string::npos)
+      << message;
+}
+
+TEST(ChildrenTest, ACrashedChildFailsTheParentWithItsSignalAndStack) {
+  Intercepted got = intercept([] {
+    run_children(2, [](ChildContext& child) {
+      if (child.index() == 0) crash_in_child();
+    });
+  });
+  ASSERT_EQ(got.results.size(), 1U) << got.text();
+  EXPECT_TRUE(got.says("child 0")) << got.text();
+  EXPECT_TRUE(got.says("crashed with SIGSEGV")) << got.text();
+  EXPECT_TRUE(got.says("crash_in_child")) << "no stack frame names the function:\n" << got.text();
+}
+
+TEST(ChildrenTest, AHungChildIsKilledAtTheDeadlineWithItsStack) {
+  ChildrenOptions options;
+  options.deadline = std::chrono::milliseconds(300);
+  Intercepted got = intercept([&] {
+    ChildrenReport report = run_children(
+        2,
+        [](ChildContext& child) {
+          if (child.index() == 1) hang_in_child();
+        },
+        options);
+    EXPECT_TRUE(report.children[1].hung);
+    EXPECT_TRUE(report.children[0].ok());
+  });
+  ASSERT_EQ(got.results.size(), 1U) << got.text();
+  EXPECT_TRUE(got.says("child 1")) << got.text();
+  EXPECT_TRUE(got.says("still running at the deadline")) << got.text();
+  EXPECT_TRUE(got.says("hang_in_child")) << got.text();
+}
+
+TEST(ChildrenTest, AnEscapingExceptionAndAnExitCodeAreFailures) {
+  Intercepted got = intercept([] {
+    run_children(2, [](ChildContext& child) {
+      if (child.index() == 0) throw std::runtime_error("thrown in the child");
+      ::_exit(3);  // not exit(): that would run the parent's static destructors
+    });
+  });
+  EXPECT_EQ(got.results.size(), 2U) << got.text();
+  EXPECT_TRUE(got.says("uncaught exception: thrown in the child")) << got.text();
+  EXPECT_TRUE(got.says("ended with exit code 3")) << got.text();
+}
+
+// The seed's example: two processes counting to 20,000 under a shared lock,
+// each with the segment mapped at its own address.
+TEST(ChildrenTest, ForkedChildrenCountExactlyAtTheirOwnAddresses) {
+  Segment segment = Segment::create_anonymous(1 << 20);
+  ChildrenOptions options;
+  options.segment = &segment;
+  ChildrenReport report = run_children(
+      2,
+      [](ChildContext& child) {
+        Segment& own = child.segment();
+        shared_of(own).bases[child.index()] =
+            reinterpret_cast<std::uintptr_t>(own.user_area().data());
+        count_under_lock(own, 10'000);
+      },
+      options);
+  EXPECT_TRUE(report.ok());
+  Shared& shared = shared_of(segment);
+  EXPECT_EQ(shared.counter, 20'000U);
+  std::set<std::uintptr_t> bases{reinterpret_cast<std::uintptr_t>(segment.user_area().data()),
+                                 shared.bases[0], shared.bases[1]};
+  EXPECT_EQ(bases.size(), 3U) << "every child maps the segment at its own address";
+}
+
+SHMUTILS_CHILD_ENTRY(count_to_ten_thousand) { count_under_lock(context.segment(), 10'000); }
+
+SHMUTILS_CHILD_ENTRY(fail_in_spawned_child) {
+  EXPECT_EQ(context.count(), 99U) << "spawned marker " << context.index();
+}
+
+TEST(ChildrenTest, SpawnedChildrenCountExactlyAndReportFailures) {
+  Segment segment = Segment::create_anonymous(1 << 20);
+  ChildrenOptions options;
+  options.segment = &segment;
+  ChildrenReport report = spawn_children(2, "count_to_ten_thousand", options);
+  EXPECT_TRUE(report.ok());
+  EXPECT_EQ(shared_of(segment).counter, 20'000U);
+
+  Intercepted got = intercept([] { spawn_children(2, "fail_in_spawned_child"); });
+  EXPECT_EQ(got.results.size(), 2U) << got.text();
+  EXPECT_TRUE(got.says("spawned marker 0") && got.says("spawned marker 1")) << got.text();
+  EXPECT_TRUE(got.says("fixtures_test.cpp")) << got.text();
+}
+
+TEST(ChildrenTest, AnUnknownSpawnEntryIsAClearError) {
+  EXPECT_EQ(test::kind_of([] { spawn_children(1, "no_such_entry"); }), ErrorKind::InvalidArgument);
+}
+
+TEST(TestSeedTest, StableWithinATestAndOverriddenForAReplay) {
+  std::uint64_t seed = test_seed();
+  EXPECT_EQ(seed, test_seed());
+  EXPECT_NE(seed, 0U);
+  ::setenv("SHMUTILS_TEST_SEED", "12345", 1);  // NOLINT(concurrency-mt-unsafe): test thread only
+  EXPECT_EQ(test_seed(), 12345U);
+  EXPECT_NE(replay_command(12345).find("SHMUTILS_TEST_SEED=12345 "), std::string::npos);
+  EXPECT_NE(replay_command(12345).find("--gtest_filter='TestSeedTest.StableWithinATest"),
+            std::string::npos)
+      << replay_command(12345);
+  ::setenv("SHMUTILS_TEST_SEED", "twelve", 1);  // NOLINT(concurrency-mt-unsafe)
+  EXPECT_EQ(test::kind_of([] { test_seed(); }), ErrorKind::InvalidArgument);
+  ::unsetenv("SHMUTILS_TEST_SEED");  // NOLINT(concurrency-mt-unsafe)
+}
+
+TEST(TestSeedTest, DependsOnTheShardAndTheGtestSeed) {
+  std::uint64_t plain = test_seed();
+  ::setenv("GTEST_SHARD_INDEX", "3", 1);  // NOLINT(concurrency-mt-unsafe)
+  std::uint64_t sharded = test_seed();
+  ::unsetenv("GTEST_SHARD_INDEX");  // NOLINT(concurrency-mt-unsafe)
+  EXPECT_NE(plain, sharded);
+}
+
+// Crashes with a SegmentTest segment open: the crash handler must remove it.
+class CrashingSegmentTest : public SegmentTest {};
+TEST_F(CrashingSegmentTest, DISABLED_CrashesWithTheSegmentOpen) {
+  ASSERT_TRUE(segment_.valid());
+  crash_in_child();
+}
+
+TEST(SegmentFixtureTest, TheSegmentIsRemovedWhenTheTestCrashes) {
+  test::IsolatedRun run = test::run_alone("CrashingSegmentTest.DISABLED_CrashesWithTheSegmentOpen");
+  EXPECT_TRUE(run.failed);
+  EXPECT_FALSE(run.status.exited) << "the copy should die of SIGSEGV: " << run.output;
+  std::string prefix = std::string(kTestNamePrefix) + std::to_string(run.pid) + "-";
+  for (const std::string& name : sys::list_shm_names()) {
+    EXPECT_NE(name.rfind(prefix, 0), 0U) << name << " survived the crash";
+    if (name.rfind(prefix, 0) == 0) sys::shm_unlink_if_exists(name);
+  }
+}
+
+TEST(FaultInjectionTest, ACorrectCounterSurvivesItsKillPlan) {
+  framework::CounterScenario scenario;
+  KillPlan plan;
+  plan.run.workers = 3;
+  plan.run.duration_s = 0.5;
+  plan.run.max_kills = 30;
+  plan.min_kills = 5;
+  framework::RunReport report = expect_survives_kills(scenario, plan);
+  EXPECT_GE(report.kills, 5U);
+}
+
+TEST(FaultInjectionTest, ASkippedRepairFailsWithTheSeedAndTheReplayCommand) {
+  framework::CounterScenario scenario(framework::CounterScenario::Bug::SkipRepair);
+  KillPlan plan;
+  plan.run.seed = 77;
+  plan.run.workers = 3;
+  plan.run.duration_s = 3;
+  plan.run.max_kills = 200;
+  plan.run.program = "shmutils_tests";
+  Intercepted got = intercept([&] { expect_survives_kills(scenario, plan); });
+  ASSERT_EQ(got.results.size(), 1U) << "the planted bug went unnoticed";
+  EXPECT_TRUE(got.says("seed 77")) << got.text();
+  EXPECT_TRUE(got.says("SHMUTILS_TEST_SEED=77 ")) << got.text();
+  EXPECT_TRUE(got.says("--replay shmutils1:counter-skip-repair")) << got.text();
+}
+
+}  // namespace
+}  // namespace shmutils::fixtures
