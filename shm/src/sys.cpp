@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <spawn.h>
@@ -572,6 +573,23 @@ bool write_all(int fd, std::string_view data) noexcept {
     data.remove_prefix(static_cast<std::size_t>(n));
   }
   return true;
+}
+
+bool read_exact(int fd, std::span<std::byte> buffer) {
+  while (!buffer.empty()) {
+    ssize_t n = retry_eintr([&] { return ::read(fd, buffer.data(), buffer.size()); });
+    if (n == 0) return false;
+    if (n < 0) throw_errno("fd " + std::to_string(fd), "read", errno);
+    buffer = buffer.subspan(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+bool wait_readable(int fd, int timeout_ms) {
+  pollfd entry{fd, POLLIN, 0};
+  int n = retry_eintr([&] { return ::poll(&entry, 1, timeout_ms); });
+  if (n < 0) throw_errno("fd " + std::to_string(fd), "poll", errno);
+  return n > 0;
 }
 
 void shm_unlink_quietly(const char* name) noexcept { (void)::shm_unlink(name); }

@@ -203,6 +203,11 @@ bool read_available(int fd, std::string& out, std::size_t limit);
 // Writes all of data, retrying short writes and EINTR; false on any error.
 // Async-signal-safe: crash handlers use it to report before they stop.
 bool write_all(int fd, std::string_view data) noexcept;
+// Reads exactly buffer.size() bytes (blocking, EINTR retried); false at end
+// of file before that many arrived.
+bool read_exact(int fd, std::span<std::byte> buffer);
+// poll(2) for POLLIN (or hang-up) on fd: true when readable within timeout_ms.
+bool wait_readable(int fd, int timeout_ms);
 // shm_unlink for a signal handler: no allocation, no exception, errors ignored.
 void shm_unlink_quietly(const char* name) noexcept;
 // Raises `signal` in this process (kill(getpid())): async-signal-safe.
