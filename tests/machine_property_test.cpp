@@ -4,7 +4,12 @@
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
+#include "shmutils/properties/models/allocator_model.hpp"
 #include "shmutils/properties/models/counter_model.hpp"
+#include "shmutils/properties/models/mutex_model.hpp"
+#include "shmutils/properties/models/recursive_mutex_model.hpp"
+#include "shmutils/properties/models/semaphore_model.hpp"
+#include "shmutils/properties/models/shared_mutex_model.hpp"
 #include "shmutils/properties/shared_machine.hpp"
 
 namespace shmutils::properties {
@@ -12,6 +17,26 @@ namespace {
 
 RC_GTEST_PROP(MachineProperty, CounterTotalsAreExactUnderKills, ()) {
   check_shared_machine<models::CounterSpec>();
+}
+
+RC_GTEST_PROP(MachineProperty, MutexReportsEveryDeadHolderOnce, ()) {
+  check_shared_machine<models::MutexSpec>();
+}
+
+RC_GTEST_PROP(MachineProperty, RecursiveMutexNestsAndRecoversAtAnyDepth, ()) {
+  check_shared_machine<models::RecursiveMutexSpec>();
+}
+
+RC_GTEST_PROP(MachineProperty, SharedMutexRecoversDeadWritersAndReaders, ()) {
+  check_shared_machine<models::SharedMutexSpec>();
+}
+
+RC_GTEST_PROP(MachineProperty, SemaphoreUnitsAreNeitherLostNorDoubled, ()) {
+  check_shared_machine<models::SemaphoreSpec>();
+}
+
+RC_GTEST_PROP(MachineProperty, AllocatorLeaksNothingAndFreesNothingStoredUnderKills, ()) {
+  check_shared_machine<models::AllocatorSpec>();
 }
 
 }  // namespace

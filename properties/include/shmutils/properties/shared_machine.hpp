@@ -16,9 +16,16 @@
 //     // The real answer, in worker process `worker`, on its own mapping.
 //     static Result run(const Op& op, unsigned worker, Segment& segment);
 //     static void setup(Segment& segment);            // builds the structure
-//     static Model observe(Segment& segment);         // reads it back (must not block)
+//     static Model observe(Segment& segment);         // reads it back (must not block;
+//                                                     // optional: results alone then judge)
 //     // Optional:
+//     // When only part of the model can be read back: observe returns that
+//     // part, and observed(model) extracts it from a model state.
+//     static Observed observed(const Model& model);
 //     static void on_kill(unsigned worker, Model& model);   // what a death does to the model
+//     // States an operation killed part-way may leave besides "not at all"
+//     // and "entirely" (a multi-step operation whose middle is visible).
+//     static std::vector<Model> partial(const Op& op, unsigned worker, const Model& model);
 //     static void recover(Segment& segment);                // repair after a death
 //     static std::vector<std::string> check(Segment& s);    // extra invariants (audits)
 //     static std::size_t segment_size();  static SegmentOptions segment_options();
@@ -115,6 +122,23 @@ void kill_in_all(std::vector<typename Spec::Model>& states, unsigned worker) {
   }
 }
 
+// Adds what `op` killed part-way may leave: before, after and any partial state.
+template <class Spec>
+void add_killed_outcomes(std::vector<typename Spec::Model>& states, const typename Spec::Op& op,
+                         unsigned worker) {
+  std::vector<typename Spec::Model> outcomes = states;
+  for (const typename Spec::Model& before : states) {
+    typename Spec::Model after = before;
+    (void)Spec::apply(op, worker, after);
+    add_unique(outcomes, std::move(after));
+    if constexpr (requires { Spec::partial(op, worker, before); }) {
+      for (typename Spec::Model& middle : Spec::partial(op, worker, before))
+        add_unique(outcomes, std::move(middle));
+    }
+  }
+  states = std::move(outcomes);
+}
+
 template <class T>
 std::string show_all(const std::vector<T>& values) {
   std::ostringstream out;
@@ -169,9 +193,7 @@ class KillDuringCommand : public OpCommand<Spec> {
     RC_PRE(state.kills < Machine<Spec>::options().max_kills);
   }
   void apply(MachineState<Spec>& state) const override {
-    MachineState<Spec> after = state;
-    detail::apply_to_all(after, this->op(), this->worker());
-    for (auto& model : after.possible) detail::add_unique(state.possible, std::move(model));
+    detail::add_killed_outcomes<Spec>(state.possible, this->op(), this->worker());
     detail::kill_in_all<Spec>(state.possible, this->worker());
     ++state.kills;
   }
@@ -238,9 +260,7 @@ class Machine {
     TaskOutcome outcome = pool_.run(command.worker(), command, command.hit());
     std::string what = describe(command);
     if (outcome.kind == TaskOutcome::Kind::Killed) {
-      std::vector<Model> after = possible_;
-      for (Model& model : after) (void)Spec::apply(command.op(), command.worker(), model);
-      for (Model& model : after) detail::add_unique(possible_, std::move(model));
+      detail::add_killed_outcomes<Spec>(possible_, command.op(), command.worker());
       what = "worker " + std::to_string(command.worker()) + " killed at " + outcome.point +
              " during " + show_op(command.op());
     } else {
@@ -327,15 +347,32 @@ class Machine {
     observe(what + ", then recovery");
   }
 
-  void observe(const std::string& when) {
-    Model seen = Spec::observe(segment_);
-    if (std::find(possible_.begin(), possible_.end(), seen) == possible_.end()) {
-      std::ostringstream out;
-      out << when << ": the structure holds " << seen << ", but the model allows only "
-          << detail::show_all(possible_);
-      RC_FAIL(out.str());
+  // The part of a model state observe() can read back.
+  static auto visible(const Model& model) {
+    if constexpr (requires { Spec::observed(model); }) {
+      return Spec::observed(model);
+    } else {
+      return model;
     }
-    possible_ = {seen};
+  }
+
+  void observe(const std::string& when) {
+    if constexpr (requires { Spec::observe(segment_); }) {
+      auto seen = Spec::observe(segment_);
+      std::vector<Model> next;
+      std::vector<decltype(seen)> allowed;
+      for (const Model& model : possible_) {
+        if (visible(model) == seen) detail::add_unique(next, model);
+        detail::add_unique(allowed, visible(model));
+      }
+      if (next.empty()) {
+        std::ostringstream out;
+        out << when << ": the structure holds " << seen << ", but the model allows only "
+            << detail::show_all(allowed);
+        RC_FAIL(out.str());
+      }
+      possible_ = std::move(next);
+    }
   }
 
   Segment& segment_;

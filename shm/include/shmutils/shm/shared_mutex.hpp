@@ -6,7 +6,11 @@
 //                writer Mutex, two futex words and a ProcessCounts table of
 //                readers (one slot per reading process, as in LMDB).
 //   Writers:     exclusive; a writer that dies is handled by the robust writer
-//                Mutex: the next acquirer of either kind gets OwnerDied.
+//                Mutex: the next exclusive acquirer gets OwnerDied. Readers
+//                are held off until that repair when the writer died holding
+//                the lock; one that died inside try_acquire before it held
+//                readers off, or inside release after it let them in, leaves
+//                readers free to go on (it wrote nothing).
 //   Readers:     shared; counted per process. A writer waiting for readers
 //                checks every millisecond whether the processes still counted
 //                as reading are alive, and takes back the counts of dead ones.
