@@ -14,27 +14,16 @@
 #include <map>
 
 #include "heap_test_support.hpp"
+#include "shmutils/properties/schedules.hpp"
 
 namespace shmutils::test {
 namespace {
 
-struct Step {
-  enum Kind { Allocate, Reserve, PublishPending, CancelPending, Free, DoubleFree } kind;
-  std::size_t size;
-  std::size_t alignment;
-  std::size_t pick;
-};
+using properties::AllocationStep;
+using Kind = AllocationStep::Kind;
 
-rc::Gen<Step> step_gen() {
-  return rc::gen::build<Step>(
-      rc::gen::set(&Step::kind, rc::gen::element(Step::Allocate, Step::Allocate, Step::Reserve,
-                                                 Step::PublishPending, Step::CancelPending,
-                                                 Step::Free, Step::Free, Step::DoubleFree)),
-      rc::gen::set(&Step::size, rc::gen::oneOf(rc::gen::inRange<std::size_t>(1, 4097),
-                                               rc::gen::inRange<std::size_t>(4097, 200'000))),
-      rc::gen::set(&Step::alignment, rc::gen::element<std::size_t>(16, 16, 16, 64, 4096)),
-      rc::gen::set(&Step::pick, rc::gen::arbitrary<std::size_t>()));
-}
+// Every fourth free also frees the block a second time: a DoubleFree error.
+bool frees_twice(const AllocationStep& step) { return step.pick % 4 == 0; }
 
 Segment make_heap_segment() {
   SegmentOptions options;
@@ -44,7 +33,7 @@ Segment make_heap_segment() {
 }
 
 RC_GTEST_PROP(HeapProperty, LiveBlocksAreDisjointIntactAndCountedExactly, ()) {
-  const auto steps = *rc::gen::container<std::vector<Step>>(step_gen());
+  const auto steps = *properties::allocation_script();
   Segment segment = make_heap_segment();
   Heap& heap = segment.heap();
   std::map<std::uint64_t, std::pair<std::size_t, std::uint8_t>> live;  // offset -> size, fill
@@ -61,15 +50,15 @@ RC_GTEST_PROP(HeapProperty, LiveBlocksAreDisjointIntactAndCountedExactly, ()) {
     const std::byte* p = heap.pointer(offset);
     return std::all_of(p, p + size, [&](std::byte b) { return b == std::byte{value}; });
   };
-  for (const Step& step : steps) {
+  for (const AllocationStep& step : steps) {
     switch (step.kind) {
-      case Step::Allocate:
+      case Kind::Allocate:
         if (std::uint64_t offset = heap.try_allocate(step.size, step.alignment); offset != 0) {
           RC_ASSERT(reinterpret_cast<std::uintptr_t>(heap.pointer(offset)) % step.alignment == 0U);
           remember(offset, step.size);
         }
         break;
-      case Step::Reserve:
+      case Kind::Reserve:
         try {
           pending.push_back(heap.reserve(step.size, step.alignment));
           std::memset(pending.back().data(), 0xEE, step.size);
@@ -77,7 +66,7 @@ RC_GTEST_PROP(HeapProperty, LiveBlocksAreDisjointIntactAndCountedExactly, ()) {
           RC_ASSERT(e.kind() == ErrorKind::OutOfMemory);
         }
         break;
-      case Step::PublishPending:
+      case Kind::Publish:
         if (!pending.empty()) {
           Reservation r = std::move(pending[step.pick % pending.size()]);
           pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(step.pick % pending.size()));
@@ -85,19 +74,18 @@ RC_GTEST_PROP(HeapProperty, LiveBlocksAreDisjointIntactAndCountedExactly, ()) {
           remember(offset, 1);
         }
         break;
-      case Step::CancelPending:
+      case Kind::Cancel:
         if (!pending.empty())
           pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(step.pick % pending.size()));
         break;
-      case Step::Free:
-      case Step::DoubleFree:
+      case Kind::Free:
         if (!live.empty()) {
           auto it = std::next(live.begin(), static_cast<std::ptrdiff_t>(step.pick % live.size()));
           std::uint64_t offset = it->first;
           RC_ASSERT(intact(offset));
           heap.free(offset);
           live.erase(it);
-          if (step.kind == Step::DoubleFree) {
+          if (frees_twice(step)) {
             RC_ASSERT(kind_of([&] { heap.free(offset); }) == ErrorKind::DoubleFree);
           }
         }
@@ -121,8 +109,11 @@ RC_GTEST_PROP(HeapProperty, LiveBlocksAreDisjointIntactAndCountedExactly, ()) {
 }
 
 RC_GTEST_PROP(HeapProperty, AProcessKilledAtAnyStepOfAnyScriptLeaksNothing, ()) {
-  const auto steps = *rc::gen::container<std::vector<Step>>(step_gen());
-  const auto kill_at = *rc::gen::inRange<std::size_t>(0, steps.size() + 1);
+  const auto steps = *properties::allocation_script();
+  // One kill, during a step or after the last (the end counts as a step).
+  const auto schedule = *properties::kill_schedule(steps.size() + 1, 1, 1);
+  RC_PRE(!schedule.kills.empty());
+  const std::size_t kill_at = schedule.kills[0].at_step;
   Segment segment = make_heap_segment();
   auto* table = reinterpret_cast<std::atomic<std::uint64_t>*>(segment.user_area().data());
   auto status = run_child([&] {
@@ -132,10 +123,10 @@ RC_GTEST_PROP(HeapProperty, AProcessKilledAtAnyStepOfAnyScriptLeaksNothing, ()) 
     std::vector<Reservation> pending;
     for (std::size_t i = 0; i < steps.size(); ++i) {
       if (i == kill_at) ::kill(::getpid(), SIGKILL);
-      const Step& step = steps[i];
+      const AllocationStep& step = steps[i];
       std::atomic<std::uint64_t>& slot = slots[step.pick % 256];
       switch (step.kind) {
-        case Step::Allocate:
+        case Kind::Allocate:
           if (slot.load() == 0) {
             try {
               heap.allocate_into(slot, step.size, step.alignment);
@@ -143,21 +134,20 @@ RC_GTEST_PROP(HeapProperty, AProcessKilledAtAnyStepOfAnyScriptLeaksNothing, ()) 
             }
           }
           break;
-        case Step::Reserve: try { pending.push_back(heap.reserve(step.size, step.alignment));
+        case Kind::Reserve: try { pending.push_back(heap.reserve(step.size, step.alignment));
           } catch (const Error&) {
           }
           break;
-        case Step::PublishPending:
+        case Kind::Publish:
           if (!pending.empty() && slot.load() == 0) {
             pending.back().publish(slot);
             pending.pop_back();
           }
           break;
-        case Step::CancelPending:
+        case Kind::Cancel:
           if (!pending.empty()) pending.pop_back();
           break;
-        case Step::Free:
-        case Step::DoubleFree:
+        case Kind::Free:
           if (slot.load() != 0) heap.free_from(slot);
           break;
       }
