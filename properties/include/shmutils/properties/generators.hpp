@@ -2,16 +2,35 @@
 //
 // Contract
 //   Header-only Arbitrary specializations, usable in any rapidcheck property
-//   (rc::gen::arbitrary<shmutils::OpenMode>()). Shrinking follows rapidcheck's
-//   defaults for the underlying enums and integers.
+//   (rc::gen::arbitrary<shmutils::OpenMode>()), and element_towards_first, a
+//   choice among values that shrinks (towards the first).
 #pragma once
 
 #include <rapidcheck.h>
 
 #include <cstdint>
+#include <initializer_list>
+#include <vector>
 
 #include "shmutils/shm/open_mode.hpp"
 #include "shmutils/shm/uuid.hpp"
+
+namespace shmutils::properties {
+
+// One of `values`, shrinking towards the first (rc::gen::element and
+// elementOf do not shrink at all). Repeat a value to make it likelier.
+template <class T>
+rc::Gen<T> element_towards_first(std::vector<T> values) {
+  const std::size_t count = values.size();
+  return rc::gen::map(rc::gen::inRange<std::size_t>(0, count),
+                      [values = std::move(values)](std::size_t i) { return values[i]; });
+}
+template <class T>
+rc::Gen<T> element_towards_first(std::initializer_list<T> values) {
+  return element_towards_first(std::vector<T>(values));
+}
+
+}  // namespace shmutils::properties
 
 namespace rc {
 

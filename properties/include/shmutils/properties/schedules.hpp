@@ -18,6 +18,8 @@
 #include <ostream>
 #include <vector>
 
+#include "shmutils/properties/generators.hpp"
+
 namespace shmutils::properties {
 
 // --- allocation scripts --------------------------------------------------------
@@ -43,14 +45,14 @@ inline rc::Gen<AllocationStep> allocation_step(std::size_t max_size = 200'000) {
   return rc::gen::build<AllocationStep>(
       rc::gen::set(&AllocationStep::kind,
                    // Repeats weigh the choice; shrinking goes towards the first.
-                   rc::gen::element(Kind::Allocate, Kind::Allocate, Kind::Allocate, Kind::Allocate,
-                                    Kind::Reserve, Kind::Publish, Kind::Cancel, Kind::Free,
-                                    Kind::Free, Kind::Free)),
+                   element_towards_first({Kind::Allocate, Kind::Allocate, Kind::Allocate,
+                                          Kind::Allocate, Kind::Reserve, Kind::Publish,
+                                          Kind::Cancel, Kind::Free, Kind::Free, Kind::Free})),
       rc::gen::set(&AllocationStep::size,
                    rc::gen::oneOf(rc::gen::inRange<std::size_t>(1, 4097),
                                   rc::gen::inRange<std::size_t>(4097, max_size + 1))),
       rc::gen::set(&AllocationStep::alignment,
-                   rc::gen::element<std::size_t>(16, 16, 16, 16, 16, 16, 64, 4096)),
+                   element_towards_first<std::size_t>({16, 16, 16, 16, 16, 16, 64, 4096})),
       rc::gen::set(&AllocationStep::pick, rc::gen::inRange<std::size_t>(0, 1024)));
 }
 
@@ -92,7 +94,7 @@ inline rc::Gen<LockSchedule> lock_schedule(unsigned max_workers = 4, bool shared
   return rc::gen::mapcat(rc::gen::inRange<unsigned>(1, max_workers + 1), [actions](unsigned n) {
     auto step =
         rc::gen::build<LockStep>(rc::gen::set(&LockStep::worker, rc::gen::inRange<unsigned>(0, n)),
-                                 rc::gen::set(&LockStep::action, rc::gen::elementOf(actions)));
+                                 rc::gen::set(&LockStep::action, element_towards_first(actions)));
     return rc::gen::map(rc::gen::container<std::vector<LockStep>>(step),
                         [n](std::vector<LockStep> steps) {
                           return LockSchedule{n, std::move(steps)};

@@ -66,6 +66,7 @@
 #include <vector>
 
 #include "shmutils/properties/crash_proof.hpp"
+#include "shmutils/properties/generators.hpp"
 #include "shmutils/properties/worker_pool.hpp"
 #include "shmutils/shm/segment.hpp"
 
@@ -73,9 +74,9 @@ namespace shmutils::properties {
 
 struct MachineOptions {
   unsigned max_workers = 3;
-  unsigned max_kills = 2;      // kill commands per case
-  std::uint64_t max_hit = 12;  // KillDuring dies at a fault point hit in [1, max_hit]
-  int op_weight = 6;           // operations per kill command, roughly
+  unsigned max_kills = 2;     // kill commands per case
+  std::uint64_t max_hit = 6;  // KillDuring dies at a fault point hit in [1, max_hit]
+  int op_weight = 6;          // operations per kill command, roughly
   std::chrono::milliseconds task_deadline{5'000};
   std::chrono::milliseconds case_deadline{60'000};
 };
@@ -383,28 +384,34 @@ class Machine {
 template <class Spec>
 using MachineCommands = rc::state::Commands<MachineCommand<Spec>>;
 
-// The generator of command sequences for Spec.
+// The generator of command sequences for Spec. One generator makes every
+// kind of command, so rapidcheck can shrink a kill into the plain operation
+// (the kind shrinks towards "no kill") as well as drop it.
 template <class Spec>
 rc::Gen<MachineCommands<Spec>> machine_commands(const MachineOptions& options = {}) {
+  enum class Kind { Operation, KillDuring, KillIdle };
+  std::vector<Kind> kinds(static_cast<std::size_t>(std::max(options.op_weight, 1)),
+                          Kind::Operation);
+  kinds.push_back(Kind::KillDuring);
+  kinds.push_back(Kind::KillIdle);
   MachineState<Spec> initial{{Spec::initial_model()}, 0};
-  return rc::state::gen::commands(initial, [options](const MachineState<Spec>& state) {
+  return rc::state::gen::commands(initial, [options, kinds](const MachineState<Spec>& state) {
     using Pointer = std::shared_ptr<const MachineCommand<Spec>>;
-    auto worker = rc::gen::inRange<unsigned>(0, options.max_workers);
-    const typename Spec::Model& model = state.possible.front();
-    auto op = rc::gen::map(rc::gen::pair(worker, Spec::op(model)), [](const auto& args) {
-      return Pointer(std::make_shared<OpCommand<Spec>>(args.first, args.second));
-    });
-    if (state.kills >= options.max_kills) return op;
-    auto kill_during =
-        rc::gen::map(rc::gen::tuple(worker, Spec::op(model),
-                                    rc::gen::inRange<std::uint64_t>(1, options.max_hit + 1)),
-                     [](const auto& args) {
-                       return Pointer(std::make_shared<KillDuringCommand<Spec>>(
-                           std::get<0>(args), std::get<1>(args), std::get<2>(args)));
-                     });
-    auto kill = rc::gen::map(
-        worker, [](unsigned w) { return Pointer(std::make_shared<KillCommand<Spec>>(w)); });
-    return rc::gen::weightedOneOf<Pointer>({{options.op_weight, op}, {1, kill_during}, {1, kill}});
+    const bool may_kill = state.kills < options.max_kills;
+    auto kind = may_kill ? element_towards_first(kinds) : rc::gen::just(Kind::Operation);
+    return rc::gen::map(rc::gen::tuple(kind, rc::gen::inRange<unsigned>(0, options.max_workers),
+                                       Spec::op(state.possible.front()),
+                                       rc::gen::inRange<std::uint64_t>(1, options.max_hit + 1)),
+                        [](const auto& args) -> Pointer {
+                          const auto& [k, worker, op, hit] = args;
+                          switch (k) {
+                            case Kind::KillDuring:
+                              return std::make_shared<KillDuringCommand<Spec>>(worker, op, hit);
+                            case Kind::KillIdle: return std::make_shared<KillCommand<Spec>>(worker);
+                            case Kind::Operation: break;
+                          }
+                          return std::make_shared<OpCommand<Spec>>(worker, op);
+                        });
   });
 }
 
@@ -439,7 +446,7 @@ void run_shared_machine(const MachineCommands<Spec>& commands, const MachineOpti
 template <class Spec>
 void check_shared_machine(const MachineOptions& options = {}) {
   Machine<Spec>::options() = options;
-  const auto commands = *machine_commands<Spec>(options);
+  const auto commands = *machine_commands<Spec>(options).as("commands");
   run_shared_machine<Spec>(commands, options);
 }
 

@@ -8,6 +8,8 @@
 
 #include <rapidcheck.h>
 
+#include "shmutils/properties/generators.hpp"
+
 #include <array>
 #include <atomic>
 #include <bitset>
@@ -52,8 +54,8 @@ struct AllocatorSpec {
   static Model initial_model() { return {}; }
   static rc::Gen<Op> op(const Model&) {
     return rc::gen::build<Op>(
-        rc::gen::set(&Op::kind,
-                     rc::gen::element(Kind::AllocateInto, Kind::ReservePublish, Kind::FreeFrom)),
+        rc::gen::set(&Op::kind, element_towards_first(
+                                    {Kind::AllocateInto, Kind::ReservePublish, Kind::FreeFrom})),
         rc::gen::set(&Op::slot, rc::gen::inRange<std::uint32_t>(0, kSlots)),
         rc::gen::set(&Op::size, rc::gen::oneOf(rc::gen::inRange<std::uint32_t>(1, 4097),
                                                rc::gen::inRange<std::uint32_t>(4097, 20'000))));

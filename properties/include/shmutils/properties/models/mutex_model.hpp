@@ -5,6 +5,8 @@
 
 #include <rapidcheck.h>
 
+#include "shmutils/properties/generators.hpp"
+
 #include <ostream>
 
 #include "shmutils/properties/models/lock_results.hpp"
@@ -35,7 +37,7 @@ struct MutexSpec {
   using Result = LockOutcome;
 
   static Model initial_model() { return {}; }
-  static rc::Gen<Op> op(const Model&) { return rc::gen::element(Op::TryLock, Op::Unlock); }
+  static rc::Gen<Op> op(const Model&) { return element_towards_first({Op::TryLock, Op::Unlock}); }
 
   static Result apply(Op op, unsigned worker, Model& m) {
     const int w = static_cast<int>(worker);

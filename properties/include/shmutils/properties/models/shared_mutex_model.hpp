@@ -7,6 +7,8 @@
 
 #include <rapidcheck.h>
 
+#include "shmutils/properties/generators.hpp"
+
 #include <bitset>
 #include <ostream>
 
@@ -44,7 +46,7 @@ struct SharedMutexSpec {
 
   static Model initial_model() { return {}; }
   static rc::Gen<Op> op(const Model&) {
-    return rc::gen::element(Op::TryLock, Op::Unlock, Op::TryLockShared, Op::UnlockShared);
+    return element_towards_first({Op::TryLock, Op::Unlock, Op::TryLockShared, Op::UnlockShared});
   }
 
   static Result apply(Op op, unsigned worker, Model& m) {
