@@ -12,7 +12,7 @@ done
 [[ -f build/dev/compile_commands.json ]] || scripts/setup.sh dev
 mapfile -t sources < <(git ls-files '*.cpp' '*.hpp')
 clang-format --dry-run --Werror "${sources[@]}"
-mapfile -t library < <(git ls-files 'shm/src/*.cpp' 'framework/src/*.cpp' 'fixtures/src/*.cpp' 'tools/*.cpp')
+mapfile -t library < <(git ls-files 'shm/src/*.cpp' 'framework/src/*.cpp' 'fixtures/src/*.cpp' 'properties/src/*.cpp' 'tools/*.cpp')
 if ! clang-tidy -p build/dev --quiet --warnings-as-errors='*' "${library[@]}" >lint.log 2>&1; then
   grep -v "warnings generated" lint.log >&2
   rm -f lint.log

@@ -17,8 +17,9 @@ namespace {
 
 [[gnu::noinline]] void crash_on_three(const std::vector<int>& values) {
   if (values.size() >= 3) {
-    volatile int* volatile nowhere = nullptr;
-    *nowhere = 1;  // SIGSEGV on purpose
+    auto* volatile nowhere =
+        reinterpret_cast<volatile int*>(16);  // NOLINT(performance-no-int-to-ptr)
+    *nowhere = 1;  // SIGSEGV on purpose (not null: UBSan would stop a null store itself)
   }
 }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "shmutils/fixtures/children.hpp"
+#include "shmutils/shm/sys.hpp"
 
 namespace shmutils::properties {
 namespace {
@@ -23,7 +24,7 @@ void run_case_in_child(const std::function<void()>& body, const CaseOptions& opt
         try {
           body();
         } catch (const rc::detail::CaseResult& result) {
-          if (result.type == rc::detail::CaseResult::Type::Discard) ::_exit(kDiscardExitCode);
+          if (result.type == rc::detail::CaseResult::Type::Discard) sys::exit_now(kDiscardExitCode);
           if (result.type == rc::detail::CaseResult::Type::Failure)
             fixtures::report_child_failure(result.description);
         }

@@ -50,17 +50,14 @@ void crash_handler(int signal) {
   char number = static_cast<char>(signal);
   (void)send_reply(kCrashed, std::string_view(&number, 1));
   sys::raise_signal(SIGSTOP);  // the pool captures this stack, then kills
-  std::signal(signal, SIG_DFL);
+  sys::set_signal_handler(signal, SIG_DFL, 0);
   sys::raise_signal(signal);
 }
 
 int worker_main(Segment& inherited, std::uint64_t seed, int requests, int replies) {
   g_reply_fd = replies;
-  struct sigaction action {};
-  action.sa_handler = &crash_handler;
-  action.sa_flags = static_cast<int>(SA_RESETHAND | SA_NODEFER);
   for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT})
-    ::sigaction(signal, &action, nullptr);
+    sys::set_signal_handler(signal, &crash_handler, static_cast<int>(SA_RESETHAND | SA_NODEFER));
   std::mt19937_64 random(seed);
   Segment segment = framework::attach_perturbed(inherited, random);
   set_fault_hook(&kill_at_planned_hit);

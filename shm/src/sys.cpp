@@ -596,6 +596,21 @@ void shm_unlink_quietly(const char* name) noexcept { (void)::shm_unlink(name); }
 
 void raise_signal(int signal) noexcept { (void)::raise(signal); }
 
+void set_signal_handler(int signal, void (*handler)(int), int flags,
+                        struct sigaction* previous) noexcept {
+  struct sigaction action {};
+  action.sa_handler = handler;
+  action.sa_flags = flags;
+  sigemptyset(&action.sa_mask);
+  (void)::sigaction(signal, &action, previous);
+}
+
+void restore_signal_action(int signal, const struct sigaction& action) noexcept {
+  (void)::sigaction(signal, &action, nullptr);
+}
+
+void exit_now(int status) noexcept { ::_exit(status); }
+
 std::size_t thread_count() {
   std::size_t count = 0;
   for_each_dir_entry("/proc/self/task", [&](std::string_view) { ++count; });

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <csignal>
 
 #include <atomic>
 #include <cerrno>
@@ -210,6 +211,15 @@ bool read_exact(int fd, std::span<std::byte> buffer);
 bool wait_readable(int fd, int timeout_ms);
 // shm_unlink for a signal handler: no allocation, no exception, errors ignored.
 void shm_unlink_quietly(const char* name) noexcept;
+// sigaction(2) with sa_handler = handler, sa_flags = flags and an empty mask;
+// the action it replaces goes to *previous when given. Async-signal-safe.
+void set_signal_handler(int signal, void (*handler)(int), int flags,
+                        struct sigaction* previous = nullptr) noexcept;
+// Puts back an action saved by set_signal_handler. Async-signal-safe.
+void restore_signal_action(int signal, const struct sigaction& action) noexcept;
+// _exit(2): ends this process now, without atexit handlers or destructors
+// (a forked child must not run its parent's).
+[[noreturn]] void exit_now(int status) noexcept;
 // Raises `signal` in this process (kill(getpid())): async-signal-safe.
 void raise_signal(int signal) noexcept;
 // Threads of this process (/proc/self/task).
