@@ -18,6 +18,7 @@
 #include "shmutils/fixtures/test_seed.hpp"
 #include "shmutils/fixtures/unique_name.hpp"
 #include "shmutils/framework/builtin_scenarios.hpp"
+#include "shmutils/framework/child_process.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
@@ -234,6 +235,27 @@ TEST(SegmentFixtureTest, TheSegmentIsRemovedWhenTheTestCrashes) {
     EXPECT_NE(name.rfind(prefix, 0), 0U) << name << " survived the crash";
     if (name.rfind(prefix, 0) == 0) sys::shm_unlink_if_exists(name);
   }
+}
+
+// Hangs with a child that hangs too: the deadline listener must end it.
+TEST(DeadlineSelfTest, DISABLED_HangsWithAChild) {
+  framework::ChildProcess child = framework::ChildProcess::fork([] {
+    hang_in_child();
+    return 0;
+  });
+  hang_in_child();
+}
+
+TEST(DeadlineTest, AHungTestEndsAtItsDeadlineWithItsChildrensStacks) {
+  test::IsolatedRun run =
+      test::run_alone("DeadlineSelfTest.DISABLED_HangsWithAChild", "SHMUTILS_TEST_DEADLINE_S=1");
+  EXPECT_TRUE(run.status.exited && run.status.exit_code == 124) << run.status.to_string();
+  EXPECT_NE(
+      run.output.find("DeadlineSelfTest.DISABLED_HangsWithAChild exceeded its deadline of 1 s"),
+      std::string::npos)
+      << run.output;
+  EXPECT_NE(run.output.find("hang_in_child"), std::string::npos) << "no stack of the hung child:\n"
+                                                                 << run.output;
 }
 
 TEST(FaultInjectionTest, ACorrectCounterSurvivesItsKillPlan) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "heap_test_support.hpp"
+#include "shmutils/fixtures/test_seed.hpp"
 #include "shmutils/shm/sys.hpp"
 
 namespace shmutils::test {
@@ -92,8 +93,8 @@ class HeapKillTest : public HeapTest {
 class HeapPointTest : public HeapKillTest, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(HeapPointTest, AProcessKilledHereLeavesAHealthyHeap) {
-  const std::uint64_t seed = std::random_device{}();
-  SCOPED_TRACE("seed " + std::to_string(seed));
+  const std::uint64_t seed = fixtures::test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + "; replay: " + fixtures::replay_command(seed));
   for (std::uint64_t hit : {1U, 2U, 5U, 11U}) {
     kill_child_at(GetParam(), hit, seed + hit);
     check_after(std::string(GetParam()) + " hit " + std::to_string(hit));
@@ -151,8 +152,8 @@ TEST_F(HeapKillTest, AReaperKilledMidReapLeavesTheReapToTheNext) {
 }
 
 TEST_F(HeapKillTest, RandomKillsOfConcurrentProcessesNeverLeakOrCorrupt) {
-  const std::uint64_t seed = std::random_device{}();
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: set it in this test)");
+  const std::uint64_t seed = fixtures::test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + "; replay: " + fixtures::replay_command(seed));
   std::mt19937_64 random(seed);
   constexpr std::size_t kWorkers = 3;
   std::vector<framework::ChildProcess> workers;
