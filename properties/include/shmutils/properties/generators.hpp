@@ -17,12 +17,20 @@
 
 namespace shmutils::properties {
 
-// One of `values`, shrinking towards the first (rc::gen::element and
-// elementOf do not shrink at all). Repeat a value to make it likelier.
+// A number in [min, max) drawn evenly whatever the case's size (rapidcheck's
+// inRange favours the low end in its early, small cases), shrinking towards min.
+template <class T>
+rc::Gen<T> uniform_in_range(T min, T max) {
+  return rc::gen::resize(rc::kNominalSize, rc::gen::inRange<T>(min, max));
+}
+
+// One of `values`, chosen evenly and shrinking towards the first
+// (rc::gen::element and elementOf do not shrink at all). Repeat a value to
+// make it likelier.
 template <class T>
 rc::Gen<T> element_towards_first(std::vector<T> values) {
   const std::size_t count = values.size();
-  return rc::gen::map(rc::gen::inRange<std::size_t>(0, count),
+  return rc::gen::map(uniform_in_range<std::size_t>(0, count),
                       [values = std::move(values)](std::size_t i) { return values[i]; });
 }
 template <class T>

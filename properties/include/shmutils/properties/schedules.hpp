@@ -130,7 +130,7 @@ inline rc::Gen<KillSchedule> kill_schedule(std::size_t steps, unsigned workers,
   auto kill = rc::gen::build<Kill>(
       rc::gen::set(&Kill::at_step, rc::gen::inRange<std::size_t>(0, steps)),
       rc::gen::set(&Kill::worker, rc::gen::inRange<unsigned>(0, workers)),
-      rc::gen::set(&Kill::hit, rc::gen::inRange<std::uint64_t>(1, max_hit + 1)));
+      rc::gen::set(&Kill::hit, uniform_in_range<std::uint64_t>(1, max_hit + 1)));
   // max_kills places, each a kill or none: shrinking empties places (fewer
   // kills) before it makes a kill earlier.
   auto places = rc::gen::container<std::vector<rc::Maybe<Kill>>>(max_kills, rc::gen::maybe(kill));

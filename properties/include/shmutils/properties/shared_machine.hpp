@@ -401,7 +401,7 @@ rc::Gen<MachineCommands<Spec>> machine_commands(const MachineOptions& options = 
     auto kind = may_kill ? element_towards_first(kinds) : rc::gen::just(Kind::Operation);
     return rc::gen::map(rc::gen::tuple(kind, rc::gen::inRange<unsigned>(0, options.max_workers),
                                        Spec::op(state.possible.front()),
-                                       rc::gen::inRange<std::uint64_t>(1, options.max_hit + 1)),
+                                       uniform_in_range<std::uint64_t>(1, options.max_hit + 1)),
                         [](const auto& args) -> Pointer {
                           const auto& [k, worker, op, hit] = args;
                           switch (k) {
@@ -442,11 +442,24 @@ void run_shared_machine(const MachineCommands<Spec>& commands, const MachineOpti
       CaseOptions{options.case_deadline});
 }
 
-// The whole property body: generates a command sequence and runs it.
+// How many commands of a sequence are kills (for rapidcheck's tag summary).
+template <class Spec>
+std::size_t count_kills(const MachineCommands<Spec>& commands) {
+  return static_cast<std::size_t>(
+      std::count_if(commands.begin(), commands.end(), [](const auto& c) {
+        return dynamic_cast<const KillDuringCommand<Spec>*>(c.get()) != nullptr ||
+               dynamic_cast<const KillCommand<Spec>*>(c.get()) != nullptr;
+      }));
+}
+
+// The whole property body: generates a command sequence and runs it. The
+// summary rapidcheck prints after a passing run tells how many cases had
+// how many kills.
 template <class Spec>
 void check_shared_machine(const MachineOptions& options = {}) {
   Machine<Spec>::options() = options;
   const auto commands = *machine_commands<Spec>(options).as("commands");
+  RC_TAG(std::to_string(count_kills<Spec>(commands)) + " kills");
   run_shared_machine<Spec>(commands, options);
 }
 
