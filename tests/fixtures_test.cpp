@@ -210,12 +210,20 @@ TEST(TestSeedTest, StableWithinATestAndOverriddenForAReplay) {
   ::unsetenv("SHMUTILS_TEST_SEED");  // NOLINT(concurrency-mt-unsafe)
 }
 
-TEST(TestSeedTest, DependsOnTheShardAndTheGtestSeed) {
-  std::uint64_t plain = test_seed();
-  ::setenv("GTEST_SHARD_INDEX", "3", 1);  // NOLINT(concurrency-mt-unsafe)
-  std::uint64_t sharded = test_seed();
-  ::unsetenv("GTEST_SHARD_INDEX");  // NOLINT(concurrency-mt-unsafe)
-  EXPECT_NE(plain, sharded);
+TEST(TestSeedTest, DependsOnTheShard) {
+  // Put back afterwards: this very run may be a shard.
+  const char* shard = std::getenv("GTEST_SHARD_INDEX");  // NOLINT(concurrency-mt-unsafe)
+  const std::string saved = shard != nullptr ? shard : "";
+  std::uint64_t before = test_seed();
+  ::setenv("GTEST_SHARD_INDEX", saved == "3" ? "4" : "3", 1);  // NOLINT(concurrency-mt-unsafe)
+  std::uint64_t other_shard = test_seed();
+  if (shard != nullptr) {
+    ::setenv("GTEST_SHARD_INDEX", saved.c_str(), 1);  // NOLINT(concurrency-mt-unsafe)
+  } else {
+    ::unsetenv("GTEST_SHARD_INDEX");  // NOLINT(concurrency-mt-unsafe)
+  }
+  EXPECT_NE(before, other_shard);
+  EXPECT_EQ(before, test_seed());
 }
 
 // Crashes with a SegmentTest segment open: the crash handler must remove it.

@@ -75,10 +75,13 @@ inline IsolatedRun run_alone(const std::string& test, const std::string& environ
   std::string log = "/tmp/shmutils-isolated-" + std::to_string(::getpid()) + ".log";
   std::string self = "/proc/" + std::to_string(::getpid()) + "/exe";
   auto child = framework::ChildProcess::spawn(
-      "/bin/sh", {"sh", "-c",
-                  environment + " exec \"$0\" --gtest_also_run_disabled_tests "
-                                "--gtest_filter=\"$2\" >\"$1\" 2>&1",
-                  self, log, test});
+      "/bin/sh",
+      {"sh", "-c",
+       // A sharded run's settings would shard the one test away.
+       "unset GTEST_TOTAL_SHARDS GTEST_SHARD_INDEX GTEST_SHARD_STATUS_FILE; " + environment +
+           " exec \"$0\" --gtest_also_run_disabled_tests "
+           "--gtest_filter=\"$2\" >\"$1\" 2>&1",
+       self, log, test});
   auto status = child.wait_for(deadline);
   if (!status) status = child.kill();
   std::stringstream output;
