@@ -9,18 +9,14 @@
 
 #include <ostream>
 
-#include "shmutils/properties/models/lock_results.hpp"
-#include "shmutils/properties/models/worker_pids.hpp"
+#include "shmutils/properties/models/lock_arena.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
 
 namespace shmutils::properties::models {
 
 struct MutexSpec {
-  struct Shared {
-    Mutex lock;
-    WorkerPids workers;
-  };
+  using Shared = LockArena<Mutex>;
   struct Model {
     int holder = WorkerPids::kNone;
     bool owner_died = false;  // a holder died; the next taker repairs
@@ -55,30 +51,22 @@ struct MutexSpec {
     if (m.holder == static_cast<int>(worker)) m = {WorkerPids::kNone, true};
   }
 
-  static Shared& shared(Segment& segment) {
-    return *reinterpret_cast<Shared*>(segment.user_area().data());
-  }
-  static void setup(Segment& segment) { new (segment.user_area().data()) Shared{}; }
+  static void setup(Segment& segment) { Shared::construct(segment); }
   static Result run(Op op, unsigned worker, Segment& segment) {
-    Shared& s = shared(segment);
+    Shared& s = Shared::in(segment);
     s.workers.record(worker);
     if (op == Op::TryLock) {
       if (s.lock.held_by_this_thread()) return LockOutcome::AlreadyHeld;
-      switch (s.lock.try_acquire()) {
-        case LockResult::Acquired: return LockOutcome::Acquired;
-        case LockResult::OwnerDied: s.lock.mark_consistent(); return LockOutcome::OwnerDied;
-        default: return LockOutcome::Busy;
-      }
+      return s.try_take();
     }
     if (!s.lock.held_by_this_thread()) return LockOutcome::NotHeld;
     s.lock.release();
     return LockOutcome::Released;
   }
   static Model observe(Segment& segment) {
-    Shared& s = shared(segment);
+    Shared& s = Shared::in(segment);
     LockHolder h = s.lock.holder();
-    if (h.tid == 0) return {WorkerPids::kNone, h.owner_died};
-    return {s.workers.worker_of(h.pid), false};
+    return {s.worker_of(h), h.tid == 0 && h.owner_died};
   }
 };
 

@@ -9,18 +9,14 @@
 
 #include <ostream>
 
-#include "shmutils/properties/models/lock_results.hpp"
-#include "shmutils/properties/models/worker_pids.hpp"
+#include "shmutils/properties/models/lock_arena.hpp"
 #include "shmutils/shm/recursive_mutex.hpp"
 #include "shmutils/shm/segment.hpp"
 
 namespace shmutils::properties::models {
 
 struct RecursiveMutexSpec {
-  struct Shared {
-    RecursiveMutex lock;
-    WorkerPids workers;
-  };
+  using Shared = LockArena<RecursiveMutex>;
   // What can be read from outside the holder: who holds it, and whether the
   // last holder died. The depth only the holder can see (its results show it).
   struct Visible {
@@ -72,19 +68,12 @@ struct RecursiveMutexSpec {
   }
   static Visible observed(const Model& m) { return m.visible; }
 
-  static Shared& shared(Segment& segment) {
-    return *reinterpret_cast<Shared*>(segment.user_area().data());
-  }
-  static void setup(Segment& segment) { new (segment.user_area().data()) Shared{}; }
+  static void setup(Segment& segment) { Shared::construct(segment); }
   static Result run(Op op, unsigned worker, Segment& segment) {
-    Shared& s = shared(segment);
+    Shared& s = Shared::in(segment);
     s.workers.record(worker);
     if (op == Op::TryLock) {
-      switch (s.lock.try_acquire()) {
-        case LockResult::Acquired: return LockOutcome::Acquired;
-        case LockResult::OwnerDied: s.lock.mark_consistent(); return LockOutcome::OwnerDied;
-        default: return LockOutcome::Busy;
-      }
+      return s.try_take();
     }
     std::uint32_t depth = s.lock.depth();
     if (depth == 0) return LockOutcome::NotHeld;
@@ -92,10 +81,9 @@ struct RecursiveMutexSpec {
     return depth > 1 ? LockOutcome::StillHeld : LockOutcome::Released;
   }
   static Visible observe(Segment& segment) {
-    Shared& s = shared(segment);
+    Shared& s = Shared::in(segment);
     LockHolder h = s.lock.holder();
-    if (h.tid == 0) return {WorkerPids::kNone, h.owner_died};
-    return {s.workers.worker_of(h.pid), false};
+    return {s.worker_of(h), h.tid == 0 && h.owner_died};
   }
 };
 

@@ -12,18 +12,14 @@
 #include <bitset>
 #include <ostream>
 
-#include "shmutils/properties/models/lock_results.hpp"
-#include "shmutils/properties/models/worker_pids.hpp"
+#include "shmutils/properties/models/lock_arena.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/shared_mutex.hpp"
 
 namespace shmutils::properties::models {
 
 struct SharedMutexSpec {
-  struct Shared {
-    SharedMutex lock;
-    WorkerPids workers;
-  };
+  using Shared = LockArena<SharedMutex>;
   struct Model {
     int writer = WorkerPids::kNone;
     std::uint32_t readers = 0;     // bit w: worker w holds it shared
@@ -107,25 +103,19 @@ struct SharedMutexSpec {
     return hold;
   }
 
-  static Shared& shared(Segment& segment) {
-    return *reinterpret_cast<Shared*>(segment.user_area().data());
-  }
-  static void setup(Segment& segment) { new (segment.user_area().data()) Shared{}; }
+  static void setup(Segment& segment) { Shared::construct(segment); }
   static Result run(Op op, unsigned worker, Segment& segment) {
-    Shared& s = shared(segment);
+    Shared& s = Shared::in(segment);
     s.workers.record(worker);
     Hold& hold = my_hold();
     switch (op) {
       case Op::TryLock:
         if (hold != Hold::None) return LockOutcome::AlreadyHeld;
-        switch (s.lock.try_acquire()) {
-          case LockResult::Acquired: hold = Hold::Exclusive; return LockOutcome::Acquired;
-          case LockResult::OwnerDied:
-            s.lock.mark_consistent();
-            hold = Hold::Exclusive;
-            return LockOutcome::OwnerDied;
-          default: return LockOutcome::Busy;
+        if (LockOutcome taken = s.try_take(); taken != LockOutcome::Busy) {
+          hold = Hold::Exclusive;
+          return taken;
         }
+        return LockOutcome::Busy;
       case Op::TryLockShared:
         if (hold != Hold::None) return LockOutcome::AlreadyHeld;
         if (s.lock.try_acquire_shared() != LockResult::Acquired) return LockOutcome::Busy;
@@ -154,9 +144,8 @@ struct SharedMutexSpec {
   };
   static Visible observed(const Model& m) { return {m.writer}; }
   static Visible observe(Segment& segment) {
-    Shared& s = shared(segment);
-    LockHolder h = s.lock.writer();
-    return {h.tid == 0 ? WorkerPids::kNone : s.workers.worker_of(h.pid)};
+    Shared& s = Shared::in(segment);
+    return {s.worker_of(s.lock.writer())};
   }
 };
 
