@@ -1,5 +1,6 @@
 #include "shmutils/shm/mutex.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -10,6 +11,8 @@
 
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
+#include "shmutils/shm/process_registry.hpp"
+#include "shmutils/shm/sys.hpp"
 #include "sync_test_support.hpp"
 
 namespace shmutils {
@@ -148,12 +151,42 @@ TEST_F(MutexTest, AWaiterReleasesALockWhoseDeadHolderTheKernelMissed) {
   auto ghost = framework::ChildProcess::fork([] { return 0; });
   pid_t dead = ghost.pid();
   ASSERT_TRUE(ghost.wait().success());
+  pair_->mutex.futex().holder_pid_namespace.store(sys::pid_namespace_id());
   pair_->mutex.futex().holder_pid.store(dead);
   pair_->mutex.futex().word.store(static_cast<std::uint32_t>(dead));
   EXPECT_EQ(pair_->mutex.try_acquire(), LockResult::Busy);
   EXPECT_EQ(pair_->mutex.acquire_for(5s), LockResult::OwnerDied);
   pair_->mutex.mark_consistent();
   pair_->mutex.release();
+}
+
+// The same pid recorded by a holder of another PID namespace names another
+// process (or none) here: no pid check decides, its registry slot does.
+TEST_F(MutexTest, AHolderInAnotherPidNamespaceIsJudgedByItsRegistrySlot) {
+  auto ghost = framework::ChildProcess::fork([] { return 0; });
+  pid_t dead_here = ghost.pid();
+  ASSERT_TRUE(ghost.wait().success());
+  const std::uint64_t elsewhere = sys::pid_namespace_id() + 1;
+  // A registered process of that namespace, alive while we hold its slot's byte.
+  const std::uint32_t index = segment_.registry().capacity() - 1;
+  RegistrySlot& slot = segment_.registry().table()->slot(index);
+  UniqueFd liveness = sys::reopen(segment_.fd(), O_RDONLY, "test");
+  ASSERT_TRUE(sys::try_ofd_lock_shared_byte(liveness.get(), kLivenessLockOffset + index, "test"));
+  slot.pid_namespace.store(elsewhere);
+  slot.word.store((std::uint64_t{static_cast<std::uint32_t>(SlotState::Live)} << 32) |
+                  static_cast<std::uint32_t>(dead_here));
+  pair_->mutex.futex().holder_pid_namespace.store(elsewhere);
+  pair_->mutex.futex().holder_pid.store(dead_here);
+  pair_->mutex.futex().word.store(static_cast<std::uint32_t>(dead_here));
+  EXPECT_EQ(pair_->mutex.acquire_for(700ms), LockResult::TimedOut) << "its slot says it lives";
+  EXPECT_EQ(pair_->mutex.holder().liveness(), LockHolder::Liveness::Unknown);
+  EXPECT_NE(to_string(pair_->mutex.holder()).find("in another PID namespace"), std::string::npos)
+      << to_string(pair_->mutex.holder());
+  liveness.reset();  // the process "dies": the kernel drops its lock
+  EXPECT_EQ(pair_->mutex.acquire_for(5s), LockResult::OwnerDied);
+  pair_->mutex.mark_consistent();
+  pair_->mutex.release();
+  EXPECT_EQ(segment_.registry().reap_dead(), 1U);
 }
 
 TEST_F(MutexTest, ReleasingWithoutMarkingConsistentLeavesTheRepairToTheNextAcquirer) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "shmctl_support.hpp"
 #include "shmutils/framework/child_process.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/shared_vector.hpp"
@@ -17,35 +18,6 @@
 
 namespace shmutils::test {
 namespace {
-
-struct ToolRun {
-  int code = -1;
-  std::string out;
-  nlohmann::json json() const { return nlohmann::json::parse(out); }
-};
-
-ToolRun shmctl(const std::vector<std::string>& args) {
-  std::string path = "/tmp/shmutils-shmctl-" + std::to_string(::getpid()) + ".out";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  std::vector<std::string> argv{"shmctl"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto child = framework::ChildProcess::spawn(SHMUTILS_SHMCTL_PATH, argv, nullptr, {{fd, 1}});
-  ::close(fd);
-  auto status = child.wait_for(std::chrono::seconds(30));
-  ToolRun run;
-  if (!status) {
-    ADD_FAILURE() << "shmctl hung";
-    child.kill();
-  } else {
-    run.code = status->exited ? status->exit_code : 128 + status->signal;
-  }
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  run.out = text.str();
-  ::unlink(path.c_str());
-  return run;
-}
 
 class ShmctlTest : public ::testing::Test {
  protected:
@@ -85,7 +57,7 @@ TEST_F(ShmctlTest, ListsInspectsAuditsReapsAndRemoves) {
   ToolRun inspect = shmctl({"inspect", guard_.name, "--json"});
   ASSERT_EQ(inspect.code, 0) << inspect.out;
   nlohmann::json facts = inspect.json();
-  EXPECT_EQ(facts["layout_version"], 2);
+  EXPECT_EQ(facts["layout_version"], kLayoutVersion);
   EXPECT_GT(facts["heap"]["cached"].get<std::uint64_t>(), 0U) << "the dead child's cache";
   ASSERT_EQ(facts["named_objects"].size(), 1U);
   EXPECT_EQ(facts["named_objects"][0]["name"], "numbers");

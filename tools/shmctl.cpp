@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -28,12 +29,28 @@ constexpr int kOk = 0;
 constexpr int kFindings = 1;  // audit problems, or rm refused
 constexpr int kError = 2;     // bad arguments, missing or unreadable segment
 
-// Opens for looking only: no process slot claimed, short init wait.
-Segment open_read_only(const std::string& name) {
+// --timeout: the bound on every wait (a creator still initializing, a lock
+// of the segment held by a stopped or unreachable process).
+std::chrono::milliseconds g_timeout{3000};
+
+SegmentOptions tool_options() {
   SegmentOptions options;
   options.register_process = false;
-  options.init_timeout = std::chrono::milliseconds(200);
-  return Segment::open(name, Access::ReadOnly, options);
+  options.init_timeout = g_timeout;
+  options.lock_timeout = g_timeout;
+  return options;
+}
+
+// Opens for looking only: no process slot claimed.
+Segment open_read_only(const std::string& name) {
+  return Segment::open(name, Access::ReadOnly, tool_options());
+}
+
+// "this" when the process shares our PID namespace (its pid means something
+// here), "another" when not, "unknown" when it recorded none.
+const char* namespace_of(std::uint64_t pid_namespace) {
+  if (pid_namespace == 0) return "unknown";
+  return pid_namespace == sys::pid_namespace_id() ? "this" : "another";
 }
 
 const char* state_name(SlotState state) {
@@ -60,12 +77,19 @@ std::string bytes(std::uint64_t n) {
 }
 
 json holder_json(const LockHolder& holder) {
-  if (holder.pid == 0 && !holder.owner_died) return json{{"held", false}};
-  json j{{"held", holder.pid != 0},
+  if (holder.tid == 0 && !holder.owner_died) return json{{"held", false}};
+  json j{{"held", holder.tid != 0},
          {"pid", holder.pid},
          {"tid", holder.tid},
-         {"owner_died", holder.owner_died}};
-  if (holder.pid != 0) j["holder_alive"] = sys::process_start_time(holder.pid).has_value();
+         {"owner_died", holder.owner_died},
+         {"pid_namespace", holder.pid_namespace},
+         {"namespace", namespace_of(holder.pid_namespace)},
+         {"description", to_string(holder)}};
+  if (holder.tid != 0) {
+    LockHolder::Liveness liveness = holder.liveness();
+    j["holder_state"] = to_string(liveness);
+    j["holder_alive"] = liveness != LockHolder::Liveness::Dead;
+  }
   return j;
 }
 
@@ -83,6 +107,8 @@ Facts gather(const Segment& segment, bool with_heap_figures) {
     (slot.alive ? facts.alive : facts.dead)++;
     facts.processes.push_back({{"slot", slot.index},
                                {"pid", slot.pid},
+                               {"pid_namespace", slot.pid_namespace},
+                               {"namespace", namespace_of(slot.pid_namespace)},
                                {"state", state_name(slot.state)},
                                {"alive", slot.alive},
                                {"attached_ns", slot.attached_ns}});
@@ -90,7 +116,7 @@ Facts gather(const Segment& segment, bool with_heap_figures) {
   const SegmentHeader& h = segment.header();
   if (with_heap_figures && h.allocator.size != 0) {
     HeapAudit audit = Heap::audit_offline(segment.base(), segment.mapped_size(), h.allocator.offset,
-                                          h.allocator.size, registry.table());
+                                          h.allocator.size, registry.view());
     facts.heap = audit.stats;
   }
   return facts;
@@ -182,7 +208,7 @@ int command_inspect(const std::string& name, bool as_json) {
     locks["names"] = holder_json(table->lock.mutex.holder());
     std::vector<HeapEntry> entries =
         Heap::dump_offline(segment.base(), segment.mapped_size(), h.allocator.offset,
-                           h.allocator.size, segment.registry().table());
+                           h.allocator.size, segment.registry().view());
     json named = json::array();
     NameDirectory directory(const_cast<NameTable*>(table), Heap(), segment.name());
     for (const NamedObject& object : directory.list()) {
@@ -215,8 +241,14 @@ int command_inspect(const std::string& name, bool as_json) {
   std::printf("  processes: %zu alive, %zu dead%s\n", facts.alive, facts.dead,
               facts.dead != 0 ? "  (shmctl reap reclaims the dead ones)" : "");
   for (const json& p : facts.processes) {
-    std::printf("    slot %-4u pid %-8d %-9s %s\n", p["slot"].get<unsigned>(), p["pid"].get<int>(),
-                p["state"].get<std::string>().c_str(), p["alive"].get<bool>() ? "alive" : "DEAD");
+    std::string where;
+    if (p["namespace"].get<std::string>() == "another") {
+      where = "  (in PID namespace " + std::to_string(p["pid_namespace"].get<std::uint64_t>()) +
+              ": its pid is not ours)";
+    }
+    std::printf("    slot %-4u pid %-8d %-9s %s%s\n", p["slot"].get<unsigned>(),
+                p["pid"].get<int>(), p["state"].get<std::string>().c_str(),
+                p["alive"].get<bool>() ? "alive" : "DEAD", where.c_str());
   }
   if (facts.heap) {
     const HeapStats& s = *facts.heap;
@@ -244,7 +276,7 @@ int command_inspect(const std::string& name, bool as_json) {
   std::printf("  locks held:%s\n", held.empty() ? " none" : "");
   for (const std::string& lock : held) {
     const json& holder = locks[lock];
-    std::printf("    %-12s pid %d%s\n", lock.c_str(), holder.value("pid", 0),
+    std::printf("    %-12s %s%s\n", lock.c_str(), holder.value("description", "").c_str(),
                 holder.value("holder_alive", true) ? "" : " (dead: the next holder repairs)");
   }
   return kOk;
@@ -254,8 +286,8 @@ int command_audit(const std::string& name, bool as_json, bool live) {
   std::optional<Segment> segment;
   HeapAudit audit;
   if (live) {
-    segment.emplace(Segment::open(name, Access::ReadWrite, {.register_process = false}));
-    audit = segment->audit();
+    segment.emplace(Segment::open(name, Access::ReadWrite, tool_options()));
+    audit = segment->audit(static_cast<unsigned>(g_timeout.count()));
   } else {
     segment.emplace(open_read_only(name));
     const SegmentHeader& h = segment->header();
@@ -264,7 +296,7 @@ int command_audit(const std::string& name, bool as_json, bool live) {
                   "it has no heap to audit");
     }
     audit = Heap::audit_offline(segment->base(), segment->mapped_size(), h.allocator.offset,
-                                h.allocator.size, segment->registry().table());
+                                h.allocator.size, segment->registry().view());
   }
   if (as_json) {
     print_json({{"name", segment->name()},
@@ -291,7 +323,7 @@ int command_audit(const std::string& name, bool as_json, bool live) {
 }
 
 int command_reap(const std::string& name, bool as_json) {
-  Segment segment = Segment::open(name, Access::ReadWrite, {.register_process = false});
+  Segment segment = Segment::open(name, Access::ReadWrite, tool_options());
   std::vector<SlotInfo> dead = segment.registry().dead_slots();
   std::optional<HeapStats> before;
   if (segment.has_heap()) before = segment.heap().stats();
@@ -358,6 +390,21 @@ int main(int argc, char** argv) {
   std::string name;
   bool live = false;
   bool force = false;
+  double timeout_s = 3.0;
+  // CLI::Range lets NaN through (every comparison with it is false).
+  const CLI::Validator seconds_in_range(
+      [](const std::string& text) -> std::string {
+        double value = std::strtod(text.c_str(), nullptr);
+        if (!(value >= 0.001 && value <= 3600.0)) return "seconds from 0.001 to 3600";
+        return {};
+      },
+      "SECONDS in [0.001, 3600]");
+  app.add_option("--timeout", timeout_s,
+                 "seconds to wait, at most, for a segment still being created or for a lock of "
+                 "the segment held by another process (stopped, in another container, or gone); "
+                 "then exit 2 naming the holder")
+      ->check(seconds_in_range)
+      ->capture_default_str();
 
   auto* ls = app.add_subcommand(
       "ls", "this user's segments: size, attached processes (alive/dead), heap bytes in use");
@@ -378,6 +425,7 @@ int main(int argc, char** argv) {
   rm->add_flag("--force", force, "remove even while live processes are attached");
   for (CLI::App* sub : {ls, inspect, audit, reap, rm}) {
     sub->add_flag("--json", as_json, "machine-readable output on stdout");
+    sub->add_option("--timeout", timeout_s, "as the global --timeout")->check(seconds_in_range);
   }
   try {
     app.parse(argc, argv);
@@ -385,6 +433,7 @@ int main(int argc, char** argv) {
     int code = app.exit(e);
     return code == 0 ? kOk : kError;
   }
+  g_timeout = std::chrono::milliseconds(std::llround(timeout_s * 1000.0));
   try {
     if (*ls) return command_ls(as_json);
     if (*inspect) return command_inspect(name, as_json);

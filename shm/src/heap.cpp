@@ -45,7 +45,10 @@ namespace detail {
 using heap::kGranule;
 using heap::SlotOp;
 
-HeapLock::HeapLock(HeapView& v) : v_(v) { settle(v.control->heap_lock.acquire()); }
+HeapLock::HeapLock(HeapView& v) : v_(v) {
+  settle(v.control->heap_lock.acquire_within(v.lock_timeout,
+                                             "heap lock of segment \"" + v.segment + "\""));
+}
 
 HeapLock::HeapLock(HeapView& v, std::uint64_t deadline_ns) : v_(v) {
   settle(v.control->heap_lock.acquire_until(std::chrono::steady_clock::time_point(
@@ -81,7 +84,9 @@ bool repair_class(HeapView& v, std::uint32_t class_index, std::uint64_t deadline
 
 ClassLock::ClassLock(HeapView& v, std::uint32_t class_index) : v_(v), class_index_(class_index) {
   Mutex& lock = v.control->classes[class_index].lock;
-  LockResult result = lock.acquire();
+  LockResult result =
+      lock.acquire_within(v.lock_timeout, "size-class lock " + std::to_string(class_index) +
+                                              " of segment \"" + v.segment + "\"");
   if (result == LockResult::OwnerDied) {
     try {
       repair_class(v, class_index);
@@ -424,7 +429,7 @@ void Heap::validate(const std::byte* base, std::uint64_t mapped_size, std::uint6
 }
 
 Heap Heap::attach(std::byte* base, std::uint64_t mapped_size, std::uint64_t region_offset,
-                  std::uint64_t region_size, RegistryTable* registry, std::int64_t slot,
+                  std::uint64_t region_size, const RegistryView& registry, std::int64_t slot,
                   std::string segment) {
   Heap heap;
   heap.view_ = std::make_shared<HeapView>();
@@ -447,7 +452,8 @@ Heap Heap::attach(std::byte* base, std::uint64_t mapped_size, std::uint64_t regi
   return heap;
 }
 
-void Heap::rebase(std::byte* base, std::uint64_t mapped_size, RegistryTable* registry) noexcept {
+void Heap::rebase(std::byte* base, std::uint64_t mapped_size,
+                  const RegistryView& registry) noexcept {
   if (view_ == nullptr) return;
   std::uint64_t region =
       static_cast<std::uint64_t>(reinterpret_cast<std::byte*>(view_->control) - view_->base);
@@ -459,6 +465,14 @@ void Heap::rebase(std::byte* base, std::uint64_t mapped_size, RegistryTable* reg
 
 void Heap::set_registry_owner(const std::shared_ptr<ProcessRegistry>& registry) {
   if (view_ != nullptr) view_->registry_owner = registry;
+}
+
+void Heap::set_lock_timeout(std::chrono::milliseconds timeout) noexcept {
+  if (view_ != nullptr) view_->lock_timeout = timeout;
+}
+
+std::chrono::milliseconds Heap::lock_timeout() const noexcept {
+  return view_ != nullptr ? view_->lock_timeout : std::chrono::milliseconds{10'000};
 }
 
 std::uint32_t Heap::slot() const noexcept {
@@ -901,7 +915,7 @@ class WholeHeapLock {
 
 void Heap::reclaim_slot(const SlotInfo& dead) const {
   HeapView& v = checked(view_, "reap");
-  if (dead.index >= v.control->slot_capacity) return;
+  if (dead.index >= v.registry.capacity) return;
   resolve_intent(v, dead.index);
   fp_reap_resolved.reached();
   WholeHeapLock lock(v);

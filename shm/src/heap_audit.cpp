@@ -33,7 +33,7 @@ class Walker {
   // frozen: every lock and live process's turn is held (a live audit);
   // heap_held: at least the heap lock is held (figures, dumps).
   Walker(const std::byte* base, std::uint64_t mapped, std::uint64_t control_offset,
-         std::uint64_t region_size, const RegistryTable* registry, bool frozen, bool heap_held)
+         std::uint64_t region_size, const RegistryView& registry, bool frozen, bool heap_held)
       : base_(base),
         mapped_(mapped),
         control_offset_(control_offset),
@@ -76,7 +76,7 @@ class Walker {
   std::uint64_t mapped_;
   std::uint64_t control_offset_;
   std::uint64_t region_size_;
-  const RegistryTable* registry_;
+  RegistryView registry_;
   bool frozen_;
   bool heap_held_;
   const heap::HeapControl* control_ = nullptr;
@@ -100,10 +100,10 @@ class Walker {
 bool Walker::slot_alive(std::uint32_t slot) {
   auto& known = alive_[slot];
   if (!known) {
-    if (registry_ == nullptr || slot >= registry_->capacity) {
+    if (!registry_.valid() || slot >= registry_.capacity) {
       known = false;
     } else {
-      SlotInfo info = ProcessRegistry::inspect_slot(*registry_, slot);
+      SlotInfo info = registry_.inspect(slot);
       known = info.state != SlotState::Free && info.alive;
     }
   }
@@ -429,7 +429,7 @@ HeapAudit Walker::run(bool want_entries) {
   // The same checks Heap::validate makes when a segment is opened.
   try {
     Heap::validate(base_, mapped_, control_offset_, region_size_,
-                   registry_ != nullptr ? registry_->capacity : control_->slot_capacity, "(audit)");
+                   registry_.valid() ? registry_.capacity : control_->slot_capacity, "(audit)");
   } catch (const Error& e) {
     problem(e.what());
     return audit_;
@@ -470,9 +470,9 @@ class Freeze {
   Freeze(detail::HeapView& v, unsigned timeout_ms) : v_(v) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     const auto self = static_cast<std::uint32_t>(sys::getpid());
-    for (std::uint32_t slot = 0; slot < v.control->slot_capacity; ++slot) {
-      if (v.registry == nullptr) break;
-      SlotInfo info = ProcessRegistry::inspect_slot(*v.registry, slot);
+    for (std::uint32_t slot = 0; slot < v.registry.capacity; ++slot) {
+      if (!v.registry.valid() || slot >= v.registry.capacity) break;
+      SlotInfo info = v.registry.inspect(slot);
       if (info.state == SlotState::Free || !info.alive) continue;
       if (detail::take_turn(v.record(slot).op_lock, self, sys::deadline_ns(deadline))) {
         turns_.push_back(slot);
@@ -558,14 +558,14 @@ HeapAudit Heap::audit(unsigned timeout_ms, std::vector<HeapEntry>* live) const {
 
 HeapAudit Heap::audit_offline(const std::byte* base, std::uint64_t mapped_size,
                               std::uint64_t region_offset, std::uint64_t region_size,
-                              const RegistryTable* registry) {
+                              const RegistryView& registry) {
   Walker walker(base, mapped_size, region_offset, region_size, registry, false, false);
   return walker.run(false);
 }
 
 std::vector<HeapEntry> Heap::dump_offline(const std::byte* base, std::uint64_t mapped_size,
                                           std::uint64_t region_offset, std::uint64_t region_size,
-                                          const RegistryTable* registry) {
+                                          const RegistryView& registry) {
   Walker walker(base, mapped_size, region_offset, region_size, registry, false, false);
   walker.run(true);
   std::vector<HeapEntry> result = std::move(walker.entries);
@@ -604,8 +604,8 @@ bool Heap::await_reap(pid_t pid, unsigned timeout_ms) const {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
     bool present = false;
-    for (std::uint32_t slot = 0; v.registry != nullptr && slot < v.registry->capacity; ++slot) {
-      SlotInfo info = ProcessRegistry::inspect_slot(*v.registry, slot);
+    for (std::uint32_t slot = 0; slot < v.registry.capacity; ++slot) {
+      SlotInfo info = v.registry.inspect(slot);
       if (info.state != SlotState::Free && info.pid == pid) present = true;
     }
     if (!present) return true;

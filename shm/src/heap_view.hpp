@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -46,10 +47,11 @@ struct HeapView {
   std::uint64_t mapped = 0;
   HeapControl* control = nullptr;
   std::uint64_t region_size = 0;
-  RegistryTable* registry = nullptr;
+  RegistryView registry;                          // validated at attach; no table when detached
   std::weak_ptr<ProcessRegistry> registry_owner;  // with the reapers, for await_reap
   std::string segment;
   std::int64_t slot = -1;  // this process's registry slot, -1 when not registered
+  std::chrono::milliseconds lock_timeout{10'000};  // SegmentOptions::lock_timeout
   pid_t owner_pid = 0;
   std::uint64_t fork_generation = 0;
   std::uint64_t arena_begin = 0;  // offset of the first block

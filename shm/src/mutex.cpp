@@ -51,6 +51,20 @@ LockResult Mutex::acquire_for(std::chrono::nanoseconds timeout) {
   return acquire_until(std::chrono::steady_clock::now() + timeout);
 }
 
+LockResult Mutex::acquire_within(std::chrono::milliseconds bound, std::string_view what) {
+  LockResult result = acquire_for(bound);
+  if (result == LockResult::TimedOut) {
+    throw Error(
+        ErrorKind::Timeout, std::string(what), "acquire",
+        "not free within " + std::to_string(bound.count()) + " ms; holder: " + to_string(holder()));
+  }
+  if (result == LockResult::NotRecoverable) {
+    throw Error(ErrorKind::NotRecoverable, std::string(what), "acquire",
+                "its repair was abandoned; rebuild the protected data, then reset() it");
+  }
+  return result;
+}
+
 void Mutex::require_holder(const char* operation) const {
   if (!futex_.held_by_this_thread()) {
     throw Error(ErrorKind::InvalidArgument, "mutex", operation, "this thread does not hold it");
@@ -84,7 +98,8 @@ LockHolder Mutex::holder() const noexcept {
       (word & RobustFutex::kOwnerDied) != 0 || futex_.state.load(std::memory_order_relaxed) ==
                                                    static_cast<std::uint32_t>(State::NeedsRepair);
   if (h.tid != 0) {
-    h.pid = futex_.holder_pid.load(std::memory_order_relaxed);
+    h.pid = futex_.holder_pid.load(std::memory_order_acquire);
+    h.pid_namespace = futex_.holder_pid_namespace.load(std::memory_order_relaxed);
     h.since_ns = futex_.held_since_ns.load(std::memory_order_relaxed);
   }
   return h;

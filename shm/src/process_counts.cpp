@@ -1,6 +1,7 @@
 #include "shmutils/shm/process_counts.hpp"
 
 #include "shmutils/shm/error.hpp"
+#include "shmutils/shm/process_liveness.hpp"
 #include "shmutils/shm/sys.hpp"
 
 namespace shmutils {
@@ -11,13 +12,15 @@ namespace {
 struct Identity {
   pid_t pid = 0;
   std::uint64_t start_time = 0;
+  std::uint64_t pid_namespace = 0;
 };
 
 Identity& identity() {
   thread_local Identity cached;  // per thread: no race on first use
   pid_t pid = sys::getpid();
   if (cached.pid != pid) {  // first use, or a forked child
-    cached.start_time = sys::process_start_time(pid).value_or(0);
+    cached.start_time = sys::own_start_time().value_or(0);
+    cached.pid_namespace = sys::pid_namespace_id();
     cached.pid = pid;
   }
   return cached;
@@ -28,9 +31,10 @@ Identity& identity() {
 bool ProcessCounts::alive(const Slot& slot) {
   pid_t pid = slot.pid.load(std::memory_order_acquire);
   if (pid == 0) return false;
+  // A claim in progress has no start time yet: the pid and namespace decide.
   std::uint64_t start = slot.start_time.load(std::memory_order_acquire);
-  if (start == 0) return sys::process_start_time(pid).has_value();  // claim in progress
-  return sys::process_alive(pid, start);
+  std::uint64_t pid_namespace = slot.pid_namespace.load(std::memory_order_relaxed);
+  return record_owner_alive(&slot, {pid, pid_namespace, start});
 }
 
 ProcessCounts::Slot& ProcessCounts::mine() {
@@ -40,7 +44,10 @@ ProcessCounts::Slot& ProcessCounts::mine() {
     Slot& s = slots_[(first + i) % kSlots];
     pid_t owner = s.pid.load(std::memory_order_acquire);
     if (owner != me.pid) continue;
-    if (s.start_time.load(std::memory_order_acquire) == me.start_time) return s;
+    if (s.start_time.load(std::memory_order_acquire) == me.start_time &&
+        s.pid_namespace.load(std::memory_order_relaxed) == me.pid_namespace) {
+      return s;
+    }
   }
   for (int round = 0; round < 2; ++round) {
     for (std::uint32_t i = 0; i < kSlots; ++i) {
@@ -48,6 +55,7 @@ ProcessCounts::Slot& ProcessCounts::mine() {
       std::int32_t expected = 0;
       if (s.pid.compare_exchange_strong(expected, me.pid, std::memory_order_acq_rel)) {
         s.count.store(0, std::memory_order_relaxed);
+        s.pid_namespace.store(me.pid_namespace, std::memory_order_relaxed);
         s.start_time.store(me.start_time, std::memory_order_release);
         return s;
       }
@@ -72,6 +80,7 @@ std::uint32_t ProcessCounts::reclaim_dead(
     if (pid == 0 || alive(s)) continue;
     std::uint32_t held = s.count.exchange(0, std::memory_order_acq_rel);
     s.start_time.store(0, std::memory_order_relaxed);
+    s.pid_namespace.store(0, std::memory_order_relaxed);
     std::int32_t expected = pid;
     if (s.pid.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
       ++reclaimed;

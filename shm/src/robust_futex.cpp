@@ -6,6 +6,7 @@
 #include <cstddef>
 
 #include "shmutils/shm/error.hpp"
+#include "shmutils/shm/process_liveness.hpp"
 #include "shmutils/shm/sys.hpp"
 
 namespace shmutils {
@@ -31,6 +32,7 @@ ThreadLockContext& init_lock_context() {
   t_lock_context.head = static_cast<ThreadLockContext::RobustListHead*>(sys::robust_list_head());
   t_lock_context.tid = sys::gettid();
   t_lock_context.pid = sys::getpid();
+  t_lock_context.pid_namespace = sys::pid_namespace_id();
   return t_lock_context;
 }
 
@@ -109,8 +111,7 @@ RobustFutex::Outcome RobustFutex::try_lock() noexcept {
                                    std::memory_order_relaxed)) {
       link(*t);
       detail::set_pending(*t, nullptr);
-      holder_pid.store(t->pid, std::memory_order_relaxed);
-      held_since_ns.store(0, std::memory_order_relaxed);
+      record_holder(*t);
       fp_lock_acquired.reached();
       return (v & kOwnerDied) != 0 ? Outcome::OwnerDied : Outcome::Acquired;
     }
@@ -134,8 +135,7 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
                                      std::memory_order_relaxed)) {
         link(t);
         detail::set_pending(t, nullptr);
-        holder_pid.store(t.pid, std::memory_order_relaxed);
-        held_since_ns.store(0, std::memory_order_relaxed);
+        record_holder(t);
         fp_lock_acquired.reached();
         return (v & kOwnerDied) != 0 ? Outcome::OwnerDied : Outcome::Acquired;
       }
@@ -154,10 +154,19 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
     std::uint64_t slice_end = now + kLivenessCheckNs;
     if (deadline_ns != 0 && deadline_ns < slice_end) slice_end = deadline_ns;
     if (sys::futex_wait(word, v, slice_end) == sys::FutexWaitResult::TimedOut) {
-      // A holder the kernel did not release (see kLivenessCheckNs): release it here.
+      // A holder the kernel did not release (see kLivenessCheckNs): release
+      // it here. Its ids mean something only in its own PID namespace.
       auto holder = static_cast<pid_t>(v & kTidMask);
-      pid_t holder_process = holder_pid.load(std::memory_order_relaxed);
-      if (holder_process > 0 && !sys::thread_alive(holder_process, holder)) {
+      pid_t holder_process = holder_pid.load(std::memory_order_acquire);
+      std::uint64_t holder_namespace = holder_pid_namespace.load(std::memory_order_relaxed);
+      bool dead = false;
+      if (holder_process > 0 && t.pid_namespace != 0 && holder_namespace == t.pid_namespace) {
+        dead = !sys::thread_alive(holder_process, holder);
+      } else if (holder_process > 0 && holder_namespace != 0) {
+        // Another namespace: only its registry slot can tell (process_liveness.hpp).
+        dead = !record_owner_alive(this, {holder_process, holder_namespace, 0});
+      }
+      if (dead) {
         std::uint32_t stale = v;
         word.compare_exchange_strong(stale, (v & kWaiters) | kOwnerDied, std::memory_order_relaxed);
       }

@@ -316,9 +316,6 @@ Segment Segment::attach_object(ShmObject object, bool created, std::size_t creat
   segment.map_whole(object_size, options.address_hint);
   validate_header(segment.header(), object_size, segment.name());
   const SegmentHeader& header = segment.header();
-  ProcessRegistry::validate(
-      reinterpret_cast<const RegistryTable*>(segment.base() + header.registry.offset),
-      header.registry.size, segment.name());
   struct stat st = segment.object_.stat();
   uid_t self = sys::geteuid();
   if (!options.allow_foreign_owner && st.st_uid != self) {
@@ -349,28 +346,31 @@ void Segment::map_whole(std::size_t size, void* hint) {
 void Segment::finish_attach(const SegmentOptions& options) {
   const SegmentHeader& h = header();
   auto* table = reinterpret_cast<RegistryTable*>(base() + h.registry.offset);
-  registry_ = std::make_shared<ProcessRegistry>(table, name());
+  const RegistryView registry{table, ProcessRegistry::validate(table, h.registry.size, name()),
+                              object_.fd()};
+  registry_ = std::make_shared<ProcessRegistry>(registry, name(), options.lock_timeout);
   const bool with_heap = h.allocator.size != 0;
   if (with_heap) {
     // Check the regions before anything (the reaper included) touches them.
     if (h.names.size == 0) {
       throw Error(ErrorKind::CorruptHeader, describe(), "open", "a heap without a name directory");
     }
-    Heap::validate(base(), mapping_.size(), h.allocator.offset, h.allocator.size, table->capacity,
+    Heap::validate(base(), mapping_.size(), h.allocator.offset, h.allocator.size, registry.capacity,
                    name());
     NameDirectory::validate(reinterpret_cast<const NameTable*>(base() + h.names.offset),
                             h.names.size, name());
     Heap reaper_view = Heap::attach(base(), mapping_.size(), h.allocator.offset, h.allocator.size,
-                                    table, -1, name());
+                                    registry, -1, name());
     registry_->add_reaper("heap",
                           [reaper_view](const SlotInfo& dead) { reaper_view.reclaim_slot(dead); });
   }
   if (options.register_process && writable()) registration_ = registry_->attach();
   if (with_heap) {
     std::int64_t slot = registration_.valid() ? std::int64_t{registration_.slot()} : -1;
-    heap_ = Heap::attach(base(), mapping_.size(), h.allocator.offset, h.allocator.size, table, slot,
-                         name());
+    heap_ = Heap::attach(base(), mapping_.size(), h.allocator.offset, h.allocator.size, registry,
+                         slot, name());
     heap_.set_registry_owner(registry_);
+    heap_.set_lock_timeout(options.lock_timeout);
     names_ = NameDirectory(reinterpret_cast<NameTable*>(base() + h.names.offset), heap_, name());
   }
 }

@@ -9,6 +9,7 @@
 #include <spawn.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -126,6 +127,59 @@ void flock_unlock(int fd, std::string_view object) {
   check(object, "flock(unlock)", [&] { return ::flock(fd, LOCK_UN); });
 }
 
+namespace {
+struct flock one_byte(short type, std::uint64_t offset) {
+  struct flock lock {};
+  lock.l_type = type;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = static_cast<off_t>(offset);
+  lock.l_len = 1;
+  return lock;
+}
+}  // namespace
+
+bool try_ofd_lock_shared_byte(int fd, std::uint64_t offset, std::string_view object) {
+  struct flock lock = one_byte(F_RDLCK, offset);
+  int rc = retry_eintr([&] { return ::fcntl(fd, F_OFD_SETLK, &lock); });
+  if (rc == 0) return true;
+  if (errno == EAGAIN || errno == EACCES) return false;
+  throw_errno(object, "fcntl(F_OFD_SETLK)", errno);
+}
+
+void ofd_unlock_byte(int fd, std::uint64_t offset, std::string_view object) {
+  struct flock lock = one_byte(F_UNLCK, offset);
+  check(object, "fcntl(F_OFD_SETLK, unlock)", [&] { return ::fcntl(fd, F_OFD_SETLK, &lock); });
+}
+
+bool ofd_byte_locked_elsewhere(int fd, std::uint64_t offset, std::string_view object) {
+  // Asking whether a write lock could be placed finds any holder, shared or not.
+  struct flock lock = one_byte(F_WRLCK, offset);
+  check(object, "fcntl(F_OFD_GETLK)", [&] { return ::fcntl(fd, F_OFD_GETLK, &lock); });
+  return lock.l_type != F_UNLCK;
+}
+
+UniqueFd reopen(int fd, int flags, std::string_view object) {
+  std::array<char, 64> path{};
+  (void)std::snprintf(path.data(), path.size(), "/proc/self/fd/%d", fd);
+  int reopened =
+      check(object, "open(/proc/self/fd)", [&] { return ::open(path.data(), flags | O_CLOEXEC); });
+  UniqueFd owner(reopened);
+  struct stat original = fstat(fd, object);
+  struct stat again = fstat(reopened, object);
+  if (original.st_dev != again.st_dev || original.st_ino != again.st_ino) {
+    throw Error(ErrorKind::System, std::string(object), "reopen",
+                "/proc/self/fd/" + std::to_string(fd) + " names another file");
+  }
+  return owner;
+}
+
+void detach_fd_quietly(int fd) noexcept {
+  int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null < 0) return;
+  (void)::dup3(null, fd, O_CLOEXEC);
+  (void)::close(null);
+}
+
 void* mmap(void* hint, std::size_t length, int prot, int flags, int fd, std::uint64_t offset,
            std::string_view object) {
   void* address = ::mmap(hint, length, prot, flags, fd, static_cast<off_t>(offset));
@@ -161,38 +215,108 @@ pid_t getpid() noexcept { return ::getpid(); }
 pid_t gettid() noexcept { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 uid_t geteuid() noexcept { return ::geteuid(); }
 
-std::optional<std::uint64_t> process_start_time(pid_t pid) {
-  if (pid <= 0) return std::nullopt;
-  std::array<char, 64> path{};
-  (void)std::snprintf(path.data(), path.size(), "/proc/%d/stat", static_cast<int>(pid));
-  int fd = retry_eintr([&] { return ::open(path.data(), O_RDONLY | O_CLOEXEC); });
+namespace {
+// The fields of a /proc/.../stat file after the command name (which may hold
+// spaces and ')'), from field 3 (state) on; nullopt when there is no such
+// process.
+std::optional<std::string> stat_fields(const char* path) {
+  int fd = retry_eintr([&] { return ::open(path, O_RDONLY | O_CLOEXEC); });
   if (fd == -1) {
     if (errno == ENOENT || errno == ESRCH) return std::nullopt;
-    throw_errno(path.data(), "open", errno);
+    throw_errno(path, "open", errno);
   }
   UniqueFd owner(fd);
   std::array<char, 1024> buffer{};
   ssize_t n = retry_eintr([&] { return ::read(fd, buffer.data(), buffer.size() - 1); });
   if (n <= 0) return std::nullopt;  // ESRCH while the process exits
   buffer[static_cast<std::size_t>(n)] = '\0';
-  // The command name (field 2) may hold spaces and ')': fields resume after the last ')'.
   const char* p = std::strrchr(buffer.data(), ')');
-  if (p == nullptr) return std::nullopt;
-  ++p;
-  // After ')': field 3 (state) ... field 22 (starttime) is the 20th field.
-  char state = 0;
-  for (int field = 3; field <= 22; ++field) {
-    while (*p == ' ') ++p;
-    if (*p == '\0') return std::nullopt;
-    if (field == 3) state = *p;
-    if (field == 22) {
-      // A zombie has exited: for liveness it is dead, its slot may be reaped.
-      if (state == 'Z' || state == 'X') return std::nullopt;
-      return std::strtoull(p, nullptr, 10);
-    }
+  if (p == nullptr || p[1] != ' ') return std::nullopt;
+  return std::string(p + 2);
+}
+
+// Field 22 (starttime) of a stat file; nullopt for a zombie.
+std::optional<std::uint64_t> start_time_from_stat(const char* path) {
+  std::optional<std::string> fields = stat_fields(path);
+  if (!fields) return std::nullopt;
+  const char* p = fields->c_str();
+  // A zombie has exited: for liveness it is dead, its slot may be reaped.
+  if (*p == 'Z' || *p == 'X') return std::nullopt;
+  for (int field = 3; field < 22; ++field) {
     while (*p != ' ' && *p != '\0') ++p;
+    while (*p == ' ') ++p;
   }
-  return std::nullopt;
+  if (*p == '\0') return std::nullopt;
+  return std::strtoull(p, nullptr, 10);
+}
+}  // namespace
+
+std::optional<std::uint64_t> process_start_time(pid_t pid) {
+  if (pid <= 0) return std::nullopt;
+  std::array<char, 64> path{};
+  (void)std::snprintf(path.data(), path.size(), "/proc/%d/stat", static_cast<int>(pid));
+  return start_time_from_stat(path.data());
+}
+
+ProcessState process_state(pid_t pid) {
+  if (pid <= 0) return ProcessState::Gone;
+  std::array<char, 64> path{};
+  (void)std::snprintf(path.data(), path.size(), "/proc/%d/stat", static_cast<int>(pid));
+  std::optional<std::string> fields = stat_fields(path.data());
+  if (!fields || fields->empty()) return ProcessState::Gone;
+  switch ((*fields)[0]) {
+    case 'T':
+    case 't': return ProcessState::Stopped;
+    case 'Z':
+    case 'X': return ProcessState::Gone;
+    default: return ProcessState::Running;
+  }
+}
+
+std::optional<std::uint64_t> own_start_time() { return start_time_from_stat("/proc/self/stat"); }
+
+std::uint64_t pid_namespace_id() noexcept {
+  // Only setns changes a process's own namespace (unshare changes its
+  // children's), and shmutils never calls it: cache per process.
+  static std::atomic<std::uint64_t> cached_id{0};
+  static std::atomic<pid_t> cached_for{0};
+  pid_t self = ::getpid();
+  if (cached_for.load(std::memory_order_acquire) == self) {
+    return cached_id.load(std::memory_order_relaxed);
+  }
+  struct stat st {};
+  std::uint64_t id = ::stat("/proc/self/ns/pid", &st) == 0 ? st.st_ino : 0;
+  cached_id.store(id, std::memory_order_relaxed);
+  cached_for.store(self, std::memory_order_release);
+  return id;
+}
+
+bool proc_shows_this_namespace() noexcept {
+  static std::atomic<int> cached{-1};
+  static std::atomic<pid_t> cached_for{0};
+  pid_t self = ::getpid();
+  if (cached_for.load(std::memory_order_acquire) == self) {
+    return cached.load(std::memory_order_relaxed) == 1;
+  }
+  std::array<char, 32> link{};
+  ssize_t n = ::readlink("/proc/self", link.data(), link.size() - 1);
+  bool ours = n > 0 && std::strtol(link.data(), nullptr, 10) == self;
+  cached.store(ours ? 1 : 0, std::memory_order_relaxed);
+  cached_for.store(self, std::memory_order_release);
+  return ours;
+}
+
+int unshare_pid_namespace(bool own_proc) noexcept {
+  int flags = CLONE_NEWPID | (own_proc ? CLONE_NEWNS : 0);
+  return ::unshare(flags) == 0 ? 0 : errno;
+}
+
+int mount_own_proc() noexcept {
+  if (::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return errno;
+  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+    return errno;
+  }
+  return 0;
 }
 
 bool process_alive(pid_t pid, std::uint64_t start_time) {

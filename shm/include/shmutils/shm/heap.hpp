@@ -49,6 +49,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -64,6 +65,7 @@
 namespace shmutils {
 
 struct RegistryTable;
+struct RegistryView;
 struct SlotInfo;
 class ProcessRegistry;
 
@@ -179,24 +181,28 @@ class Heap {
                        std::uint32_t registry_capacity, const std::string& segment);
   // A view for an attachment; slot is this process's registry slot or -1.
   static Heap attach(std::byte* base, std::uint64_t mapped_size, std::uint64_t region_offset,
-                     std::uint64_t region_size, RegistryTable* registry, std::int64_t slot,
+                     std::uint64_t region_size, const RegistryView& registry, std::int64_t slot,
                      std::string segment);
   // The registry object whose reapers include this heap's (await_reap uses it).
   void set_registry_owner(const std::shared_ptr<ProcessRegistry>& registry);
+  // Bound on waiting for the heap's locks and for the locks of structures
+  // built on it (RepairingLock): Error(Timeout) naming the holder past it.
+  void set_lock_timeout(std::chrono::milliseconds timeout) noexcept;
+  std::chrono::milliseconds lock_timeout() const noexcept;
   // Offline audit of a mapping nobody else is using: bounds-checks every
   // offset before touching it (safe on arbitrary bytes).
   static HeapAudit audit_offline(const std::byte* base, std::uint64_t mapped_size,
                                  std::uint64_t region_offset, std::uint64_t region_size,
-                                 const RegistryTable* registry);
+                                 const RegistryView& registry);
   // The dump and figures of such a mapping, without locking (tools).
   static std::vector<HeapEntry> dump_offline(const std::byte* base, std::uint64_t mapped_size,
                                              std::uint64_t region_offset, std::uint64_t region_size,
-                                             const RegistryTable* registry);
+                                             const RegistryView& registry);
   // The reaper Segment registers: returns the dead slot's holdings.
   void reclaim_slot(const SlotInfo& dead) const;
   // Detach: this process's caches and unpublished blocks go back.
   void release_slot() noexcept;
-  void rebase(std::byte* base, std::uint64_t mapped_size, RegistryTable* registry) noexcept;
+  void rebase(std::byte* base, std::uint64_t mapped_size, const RegistryView& registry) noexcept;
 
  private:
   friend class Reservation;

@@ -2,7 +2,7 @@
 // holder, and MutexGuard, the scoped lock that keeps owner death visible.
 //
 // Contract
-//   Lives:       inside a segment (or any shared mapping); 40 bytes, standard
+//   Lives:       inside a segment (or any shared mapping); 48 bytes, standard
 //                layout, position independent. Zero-filled memory is an
 //                unlocked, consistent Mutex: no initialization step to forget.
 //   Threads:     any thread of any process; not reentrant (RecursiveMutex is).
@@ -36,19 +36,14 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string_view>
 #include <utility>
 
+#include "shmutils/shm/lock_holder.hpp"
 #include "shmutils/shm/lock_result.hpp"
 #include "shmutils/shm/robust_futex.hpp"
 
 namespace shmutils {
-
-struct LockHolder {
-  pid_t pid = 0;  // 0 when free
-  pid_t tid = 0;
-  std::uint64_t since_ns = 0;  // CLOCK_MONOTONIC_COARSE when first seen held; 0 if unseen
-  bool owner_died = false;     // the last holder died; the next acquirer will repair
-};
 
 class Mutex {
  public:
@@ -65,6 +60,10 @@ class Mutex {
   // Blocks until held or the deadline (CLOCK_MONOTONIC / steady_clock) passes.
   LockResult acquire_until(std::chrono::steady_clock::time_point deadline);
   LockResult acquire_for(std::chrono::nanoseconds timeout);
+  // For locks whose holder must never keep the caller waiting forever (a
+  // stopped, forged or unreachable holder): Acquired or OwnerDied, or
+  // Error(Timeout) after `bound`, naming `what` and the holder.
+  LockResult acquire_within(std::chrono::milliseconds bound, std::string_view what);
 
   // After repairing the data of an OwnerDied acquisition.
   void mark_consistent();

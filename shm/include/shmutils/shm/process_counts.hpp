@@ -7,9 +7,10 @@
 //                {pid, start time, count}; a process claims one slot on first use
 //                and keeps it while it lives.
 //   Threads:     counts are atomic; every thread of a process shares its slot.
-//   Liveness:    a slot is dead when its pid no longer names a process with its
-//                start time (pid reuse included). reclaim_dead() zeroes dead
-//                slots and frees them, reporting what each held.
+//   Liveness:    each slot records its process's pid, PID namespace and start
+//                time; record_owner_alive() decides (process_liveness.hpp), in
+//                any namespace. reclaim_dead() zeroes dead slots and frees
+//                them, reporting what each held.
 //   Full table:  mine() reclaims dead slots once, then throws NoSpace.
 #pragma once
 
@@ -29,7 +30,8 @@ class ProcessCounts {
   struct Slot {
     std::atomic<std::int32_t> pid;  // 0: free
     std::atomic<std::uint32_t> count;
-    std::atomic<std::uint64_t> start_time;  // 0 while being claimed
+    std::atomic<std::uint64_t> start_time;     // 0 while being claimed
+    std::atomic<std::uint64_t> pid_namespace;  // written before start_time
   };
 
   // This process's slot, claimed on first use.
@@ -38,7 +40,7 @@ class ProcessCounts {
   std::uint64_t total() const noexcept;
   // Zeroes and frees every dead slot; calls on_dead(pid, count) for each.
   std::uint32_t reclaim_dead(const std::function<void(pid_t, std::uint32_t)>& on_dead = {});
-  // True when the slot's process is alive.
+  // True when the slot's process is alive (or cannot be told dead).
   static bool alive(const Slot& slot);
   Slot& slot(std::uint32_t index) noexcept { return slots_[index]; }
 

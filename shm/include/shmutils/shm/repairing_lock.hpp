@@ -32,10 +32,13 @@ struct RepairingLock {
 
 class [[nodiscard]] RepairingGuard {
  public:
-  // Blocks until held; runs repair() first when the previous holder died.
+  // Blocks until held, at most the heap's lock timeout (then Error(Timeout)
+  // naming the holder); runs repair() first when the previous holder died.
   template <class Repair>
   RepairingGuard(RepairingLock& lock, const Heap& heap, Repair&& repair)
-      : lock_(lock), guard_(lock.mutex) {
+      : lock_(lock),
+        guard_(lock.mutex,
+               lock.mutex.acquire_within(heap.lock_timeout(), "lock of a shared structure")) {
     settle(heap, repair);
   }
   // Adopts an acquisition made with a deadline (result must hold the lock).

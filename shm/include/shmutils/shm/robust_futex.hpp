@@ -2,7 +2,7 @@
 // the kernel releases for us when its holder dies.
 //
 // Contract
-//   Lives:       inside a segment; 40 bytes, standard layout, zero-filled =
+//   Lives:       inside a segment; 48 bytes, standard layout, zero-filled =
 //                unlocked. Position independent for every field another process
 //                reads.
 //   Protocol:    Linux robust futexes. The word holds the holder's thread id;
@@ -17,13 +17,21 @@
 //                holding thread only: no other process ever reads them.
 //                check_robust_list_compatible() verifies the C library agrees
 //                (futex_offset == -32) before the first lock.
-//   Holder:      holder_tid (in the word) and holder_pid are readable by anyone
-//                (tools, the harness) without locking. held_since_ns is the
+//   Holder:      holder_tid (in the word), holder_pid and holder_pid_namespace
+//                are readable by anyone (tools, the harness) without locking.
+//                The ids are the holder's own, in its PID namespace: they name
+//                a process only for an observer in that same namespace
+//                (sys::pid_namespace_id()). held_since_ns is the
 //                CLOCK_MONOTONIC_COARSE time at which the current holder was
 //                first seen holding it: by the first waiter that had to wait, or
 //                by note_holder_seen() (tools). The holder itself only clears it:
 //                a clock read on every acquisition would cost a quarter of an
 //                uncontended lock, and nobody needs the time of an uncontested hold.
+//   Liveness:    the kernel releases a dead holder's lock, in any namespace.
+//                A waiter also checks, every 200 ms, that a holder in its own
+//                PID namespace still exists (for holders whose robust list the
+//                kernel could not walk); a holder in another namespace, or one
+//                whose namespace is unknown, is never declared dead by a pid.
 //   Errors:      lock/unlock never throw on the fast path; misuse (unlocking a
 //                lock this thread does not hold) throws InvalidArgument.
 //   Threads:     any thread of any process; not reentrant (see RecursiveMutex).
@@ -56,6 +64,7 @@ struct RobustFutex {
   std::atomic<std::uint32_t> depth;          // 20: owner of the lock type (recursion depth)
   std::uintptr_t list_prev;                  // 24: holding thread's robust list (its addresses)
   std::uintptr_t list_next;                  // 32: idem; the kernel finds `word` at list_next - 32
+  std::atomic<std::uint64_t> holder_pid_namespace;  // 40: the holder's sys::pid_namespace_id()
 
   enum class Outcome { Acquired, OwnerDied, Busy, TimedOut };
 
@@ -70,6 +79,7 @@ struct RobustFutex {
   void wake_one() noexcept;
   void link(detail::ThreadLockContext& t) noexcept;
   void unlink() noexcept;
+  void record_holder(const detail::ThreadLockContext& t) noexcept;
 
  public:
   // Records "seen held now" if no earlier sighting of this holder is recorded.
@@ -82,7 +92,7 @@ struct RobustFutex {
 };
 
 static_assert(std::is_standard_layout_v<RobustFutex>);
-static_assert(sizeof(RobustFutex) == 40);
+static_assert(sizeof(RobustFutex) == 48);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
 namespace detail {
@@ -90,6 +100,7 @@ namespace detail {
 struct ThreadLockContext {
   pid_t tid = 0;
   pid_t pid = 0;
+  std::uint64_t pid_namespace = 0;
   struct RobustListHead {
     std::uintptr_t list;  // first entry (&entry->list_next) or this head
     long futex_offset;
@@ -133,6 +144,14 @@ inline void RobustFutex::unlink() noexcept {
   detail::link_word(list_prev) = list_next;
 }
 
+// The namespace before the pid (release): whoever reads a holder's pid
+// (acquire) reads that holder's namespace with it, never a predecessor's.
+inline void RobustFutex::record_holder(const detail::ThreadLockContext& t) noexcept {
+  holder_pid_namespace.store(t.pid_namespace, std::memory_order_relaxed);
+  holder_pid.store(t.pid, std::memory_order_release);
+  held_since_ns.store(0, std::memory_order_relaxed);
+}
+
 inline RobustFutex::Outcome RobustFutex::lock(std::uint64_t deadline_ns) {
   detail::ThreadLockContext& t =
       detail::t_lock_context.head != nullptr ? detail::t_lock_context : detail::init_lock_context();
@@ -143,8 +162,7 @@ inline RobustFutex::Outcome RobustFutex::lock(std::uint64_t deadline_ns) {
       [[likely]] {
     link(t);
     detail::set_pending(t, nullptr);
-    holder_pid.store(t.pid, std::memory_order_relaxed);
-    held_since_ns.store(0, std::memory_order_relaxed);
+    record_holder(t);
     if (detail::g_fault_hook.load(std::memory_order_relaxed) != nullptr) [[unlikely]] {
       detail::reach_lock_acquired_point();
     }

@@ -55,7 +55,12 @@ struct SegmentOptions {
   bool register_process = true;                  // claim a slot (writable attachments)
   bool allow_foreign_owner = false;              // accept a segment owned by another uid
   std::chrono::milliseconds init_timeout{2000};  // bound on waiting for a creator
-  void* address_hint = nullptr;                  // map exactly here (fails if busy)
+  // Bound on waiting for a lock of the segment's own (the registry's reap
+  // lock, the heap's locks, the name directory's) held by another process:
+  // past it, Error(Timeout) naming the lock and its holder (a stopped or
+  // forged holder never makes a call wait forever).
+  std::chrono::milliseconds lock_timeout{10'000};
+  void* address_hint = nullptr;  // map exactly here (fails if busy)
   // create only: give the segment a crash-safe heap (heap.hpp) and a name
   // directory (name_directory.hpp). The heap's arena is everything after the
   // fixed regions; the size of such a segment is fixed.

@@ -82,6 +82,24 @@ void set_cloexec(int fd, bool on, std::string_view object);
 bool try_flock_exclusive(int fd, std::string_view object);
 void flock_unlock(int fd, std::string_view object);
 
+// Open file description (OFD) locks on one byte, at any offset (past the end
+// of the file too). Such a lock belongs to the open file description, not to
+// a process: the kernel drops it when the last fd on that description
+// closes, which is at death for a description no other process shares.
+// try_ofd_lock_shared_byte returns false when a conflicting lock is held.
+bool try_ofd_lock_shared_byte(int fd, std::uint64_t offset, std::string_view object);
+void ofd_unlock_byte(int fd, std::uint64_t offset, std::string_view object);
+// True when some other open file description holds a lock on the byte.
+// Needs no write access to the file.
+bool ofd_byte_locked_elsewhere(int fd, std::uint64_t offset, std::string_view object);
+// A new open file description of the file `fd` refers to (through
+// /proc/self/fd), close-on-exec; its locks are independent of fd's.
+UniqueFd reopen(int fd, int flags, std::string_view object);
+// Points fd at /dev/null, keeping its number: drops this process's reference
+// to the description it had (a forked child giving up its parent's locks).
+// Async-signal-safe; errors ignored.
+void detach_fd_quietly(int fd) noexcept;
+
 // --- memory mappings -------------------------------------------------------
 void* mmap(void* hint, std::size_t length, int prot, int flags, int fd, std::uint64_t offset,
            std::string_view object);
@@ -102,6 +120,30 @@ uid_t geteuid() noexcept;
 std::optional<std::uint64_t> process_start_time(pid_t pid);
 // True when pid names a process whose start time equals start_time.
 bool process_alive(pid_t pid, std::uint64_t start_time);
+enum class ProcessState { Running, Stopped, Gone };
+// What /proc says of pid in this namespace: Stopped for a stopped or traced
+// process, Gone when there is none (or only its zombie).
+ProcessState process_state(pid_t pid);
+// This process's start time, read through /proc/self (right even when /proc
+// was mounted for another PID namespace, where /proc/<getpid()> is not us).
+std::optional<std::uint64_t> own_start_time();
+// The identity of this process's PID namespace (the inode of
+// /proc/self/ns/pid); 0 when it cannot be read. A pid means something only
+// with its namespace: compare these before acting on a pid from a segment.
+std::uint64_t pid_namespace_id() noexcept;
+// False when /proc was mounted for another PID namespace (unshare --pid
+// without --mount-proc): /proc/<pid> then names another process than our
+// pid does, and process_start_time() cannot be used on our pids.
+bool proc_shows_this_namespace() noexcept;
+// unshare(CLONE_NEWPID): this process's later children start a new PID
+// namespace (the first is its init). With own_proc, a new mount namespace
+// too, in which that init can mount a /proc of its own (mount_own_proc), as
+// a container has. Returns 0, or the errno.
+int unshare_pid_namespace(bool own_proc = false) noexcept;
+// In the init of a PID namespace made with own_proc: mounts /proc for it
+// (mounts made private first, so the parent's /proc is untouched).
+// Returns 0, or the errno.
+int mount_own_proc() noexcept;
 std::uint64_t monotonic_ns() noexcept;
 // A steady_clock deadline (CLOCK_MONOTONIC on Linux) as nanoseconds for the
 // futex calls, where 0 means "no deadline": a deadline at or before the epoch
