@@ -554,12 +554,15 @@ std::uint64_t Heap::allocate_impl(std::size_t size, std::size_t alignment, heap:
   HeapView& v = writer(view_, "allocate");
   detail::check_alignment(v, alignment);
   if (size == 0) size = 1;
+  // Larger than the whole arena can never fit; refusing it before any
+  // rounding also keeps that rounding from wrapping around (SIZE_MAX + 15).
+  const bool may_fit = size <= v.arena_end - v.arena_begin;
   const std::uint32_t slot = slot_of(v);
   const std::uint64_t dest_at = dest_offset(v, dest);
   heap::SlotRecord& record = v.record(slot);
   detail::SlotTurn turn(record, v.owner_pid);
   const State final_state = State::make(kind, slot, type);
-  if (size <= heap::kMaxSmallSize && alignment <= kGranule) {
+  if (may_fit && size <= heap::kMaxSmallSize && alignment <= kGranule) {
     const std::uint32_t c = detail::class_for(size);
     heap::ClassCache& cache = record.caches[c];
     if (cache.count.load(std::memory_order_relaxed) == 0) {
@@ -589,7 +592,7 @@ std::uint64_t Heap::allocate_impl(std::size_t size, std::size_t alignment, heap:
     }
     // No object and no room for a new span: a block serves the request.
   }
-  {  // blocks
+  if (may_fit) {  // blocks
     std::uint64_t granules = 1 + (size + kGranule - 1) / kGranule;
     granules = std::max<std::uint64_t>(granules, 2);
     std::uint64_t block = 0;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
@@ -101,10 +102,23 @@ void format(std::byte* base, std::size_t size, const SegmentOptions& options) {
 
 void check_size(const std::string& object, std::size_t size, const SegmentOptions& options) {
   const std::uint32_t max_processes = options.max_processes;
+  // A file's size is an off_t, and the size is rounded up to whole pages.
+  const std::size_t largest =
+      static_cast<std::size_t>(std::numeric_limits<off_t>::max()) - sys::page_size() + 1;
+  if (size > largest) {
+    throw Error(ErrorKind::InvalidArgument, object, "create",
+                std::to_string(size) + " bytes is more than a file can hold (" +
+                    std::to_string(largest) + " at most)");
+  }
   if (max_processes == 0) {
     throw Error(ErrorKind::InvalidArgument, object, "create", "max_processes must be at least 1");
   }
   if (options.heap) {
+    if (options.user_size > size) {
+      throw Error(ErrorKind::TooSmall, object, "create",
+                  std::to_string(size) + " bytes cannot hold a user area of " +
+                      std::to_string(options.user_size) + " bytes and a heap");
+    }
     if (max_processes > heap::kMaxSlots || options.max_names == 0) {
       throw Error(ErrorKind::InvalidArgument, object, "create",
                   "a heap serves 1 to " + std::to_string(heap::kMaxSlots) +
@@ -160,6 +174,8 @@ Segment& Segment::operator=(Segment&& other) noexcept {
     mapping_ = std::move(other.mapping_);
     object_ = std::move(other.object_);
     inheritable_fd_ = std::move(other.inheritable_fd_);
+    user_ = other.user_;
+    bounded_user_area_ = other.bounded_user_area_;
   }
   return *this;
 }
@@ -345,6 +361,13 @@ void Segment::map_whole(std::size_t size, void* hint) {
 
 void Segment::finish_attach(const SegmentOptions& options) {
   const SegmentHeader& h = header();
+  user_.offset = h.user.offset;
+  user_.size = h.user.size;
+  bounded_user_area_ = user_.size != 0 || h.allocator.size != 0;
+  if (user_.offset > mapping_.size() || user_.size > mapping_.size() - user_.offset) {
+    throw Error(ErrorKind::CorruptHeader, describe(), "open",
+                "the user area lies outside the mapping");
+  }
   auto* table = reinterpret_cast<RegistryTable*>(base() + h.registry.offset);
   const RegistryView registry{table, ProcessRegistry::validate(table, h.registry.size, name()),
                               object_.fd()};
@@ -423,9 +446,12 @@ Uuid Segment::uuid() const noexcept {
 
 std::span<std::byte> Segment::user_area() const noexcept {
   if (!valid()) return {};
-  std::uint64_t offset = header().user.offset;
+  const std::uint64_t offset = user_.offset;
   std::uint64_t end = std::min<std::uint64_t>(size(), mapping_.size());
-  if (header().user.size != 0) end = std::min<std::uint64_t>(end, offset + header().user.size);
+  // With a heap, the user area is exactly its recorded size (possibly 0):
+  // the arena follows it.
+  if (bounded_user_area_) end = std::min<std::uint64_t>(end, offset + user_.size);
+  if (offset > end) return {};
   return {base() + offset, end - offset};
 }
 

@@ -135,7 +135,7 @@ class Segment {
   // The raw user area: from its start to the end of this attachment's mapping,
   // or user_size bytes in a segment with a heap.
   std::span<std::byte> user_area() const noexcept;
-  std::uint64_t user_offset() const noexcept { return header().user.offset; }
+  std::uint64_t user_offset() const noexcept { return user_.offset; }
 
   ProcessRegistry& registry() noexcept { return *registry_; }
   const ProcessRegistry& registry() const noexcept { return *registry_; }
@@ -185,6 +185,10 @@ class Segment {
 
   ShmObject object_;
   Mapping mapping_;
+  // The user region as validated at attach (never re-read: a peer may
+  // rewrite the header); size 0 without a heap means "to the end".
+  SegmentRegion user_{};
+  bool bounded_user_area_ = false;
   // Shared so the heap can reach the registry's reapers (Heap::await_reap).
   std::shared_ptr<ProcessRegistry> registry_ = std::make_shared<ProcessRegistry>();
   Registration registration_;
