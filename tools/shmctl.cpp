@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "printable.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/heap.hpp"
 #include "shmutils/shm/name_directory.hpp"
@@ -24,6 +25,7 @@ namespace {
 
 using namespace shmutils;
 using nlohmann::json;
+using tools::printable;
 
 constexpr int kOk = 0;
 constexpr int kFindings = 1;  // audit problems, or rm refused
@@ -32,12 +34,15 @@ constexpr int kError = 2;     // bad arguments, missing or unreadable segment
 // --timeout: the bound on every wait (a creator still initializing, a lock
 // of the segment held by a stopped or unreachable process).
 std::chrono::milliseconds g_timeout{3000};
+// --any-owner: read segments that belong to other users too.
+bool g_any_owner = false;
 
 SegmentOptions tool_options() {
   SegmentOptions options;
   options.register_process = false;
   options.init_timeout = g_timeout;
   options.lock_timeout = g_timeout;
+  options.allow_foreign_owner = g_any_owner;
   return options;
 }
 
@@ -131,7 +136,11 @@ json stats_json(const HeapStats& s) {
           {"spans", s.spans},       {"largest_free", s.largest_free}};
 }
 
-void print_json(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+// Strings put in JSON went through printable(); replacing any invalid UTF-8
+// left anyway keeps dump() from throwing after a command has acted.
+void print_json(const json& j) {
+  std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
+}
 
 int command_ls(bool as_json) {
   json rows = json::array();
@@ -139,7 +148,7 @@ int command_ls(bool as_json) {
   for (const std::string& name : sys::list_shm_names()) {
     struct stat st {};
     if (::stat(("/dev/shm" + name).c_str(), &st) != 0 || st.st_uid != self) continue;
-    json row{{"name", name}, {"size", static_cast<std::uint64_t>(st.st_size)}};
+    json row{{"name", printable(name)}, {"size", static_cast<std::uint64_t>(st.st_size)}};
     try {
       Segment segment = open_read_only(name);
       Facts facts = gather(segment, true);
@@ -183,14 +192,10 @@ int command_inspect(const std::string& name, bool as_json) {
   Segment segment = open_read_only(name);
   const SegmentHeader& h = segment.header();
   Facts facts = gather(segment, true);
-  json j{{"name", segment.name()},
-         {"uuid", segment.uuid().to_string()},
-         {"layout_version", h.layout_version},
-         {"size", segment.size()},
-         {"creator_pid", h.creator_pid},
-         {"created_realtime_ns", h.created_realtime_ns},
-         {"processes", facts.processes},
-         {"processes_alive", facts.alive},
+  json j{{"name", printable(segment.name())},  {"uuid", segment.uuid().to_string()},
+         {"layout_version", h.layout_version}, {"size", segment.size()},
+         {"creator_pid", h.creator_pid},       {"created_realtime_ns", h.created_realtime_ns},
+         {"processes", facts.processes},       {"processes_alive", facts.alive},
          {"processes_dead", facts.dead}};
   json locks = json::object();
   if (h.allocator.size != 0) {
@@ -216,10 +221,10 @@ int command_inspect(const std::string& name, bool as_json) {
       for (const HeapEntry& entry : entries) {
         if (entry.offset == object.offset) type = entry.type;
       }
-      named.push_back({{"name", object.name},
+      named.push_back({{"name", printable(object.name)},
                        {"offset", object.offset},
                        {"size", object.size},
-                       {"type", type},
+                       {"type", printable(type)},
                        {"ready", object.state == NameState::Ready}});
     }
     j["named_objects"] = named;
@@ -229,8 +234,8 @@ int command_inspect(const std::string& name, bool as_json) {
     print_json(j);
     return kOk;
   }
-  std::printf("segment %s  (layout %u, uuid %s)\n", segment.name().c_str(), h.layout_version,
-              segment.uuid().to_string().c_str());
+  std::printf("segment %s  (layout %u, uuid %s)\n", printable(segment.name()).c_str(),
+              h.layout_version, segment.uuid().to_string().c_str());
   std::time_t created = static_cast<std::time_t>(h.created_realtime_ns / 1'000'000'000ULL);
   char when[64];
   std::tm local{};
@@ -299,7 +304,7 @@ int command_audit(const std::string& name, bool as_json, bool live) {
                                 h.allocator.size, segment->registry().view());
   }
   if (as_json) {
-    print_json({{"name", segment->name()},
+    print_json({{"name", printable(segment->name())},
                 {"ok", audit.ok()},
                 {"complete", audit.complete},
                 {"mode", live ? "live" : "offline"},
@@ -307,7 +312,7 @@ int command_audit(const std::string& name, bool as_json, bool live) {
                 {"notes", audit.notes},
                 {"heap", stats_json(audit.stats)}});
   } else {
-    std::printf("%s: %s (%s audit)\n", segment->name().c_str(),
+    std::printf("%s: %s (%s audit)\n", printable(segment->name()).c_str(),
                 audit.ok() ? "healthy" : "PROBLEMS FOUND", live ? "live" : "offline");
     for (const std::string& p : audit.problems) std::printf("  problem: %s\n", p.c_str());
     for (const std::string& n : audit.notes) std::printf("  note: %s\n", n.c_str());
@@ -328,7 +333,7 @@ int command_reap(const std::string& name, bool as_json) {
   std::optional<HeapStats> before;
   if (segment.has_heap()) before = segment.heap().stats();
   std::size_t reaped = segment.reap_dead();
-  json j{{"name", segment.name()}, {"reaped", reaped}};
+  json j{{"name", printable(segment.name())}, {"reaped", reaped}};
   json pids = json::array();
   for (const SlotInfo& slot : dead) pids.push_back(slot.pid);
   j["dead_pids"] = pids;
@@ -340,7 +345,7 @@ int command_reap(const std::string& name, bool as_json) {
   if (as_json) {
     print_json(j);
   } else {
-    std::printf("%s: reaped %zu dead process slot%s", segment.name().c_str(), reaped,
+    std::printf("%s: reaped %zu dead process slot%s", printable(segment.name()).c_str(), reaped,
                 reaped == 1 ? "" : "s");
     if (before) {
       std::printf("; returned %s of cached objects and %s of unpublished blocks",
@@ -352,27 +357,52 @@ int command_reap(const std::string& name, bool as_json) {
   return kOk;
 }
 
+// Why rm must not remove `name` without --force; empty when it may.
+std::string rm_refusal(const std::string& name, std::size_t* alive) {
+  try {
+    SegmentOptions options = tool_options();
+    options.allow_foreign_owner =
+        false;  // another user's segment needs --force, --any-owner or not
+    Segment segment = Segment::open(name, Access::ReadOnly, options);
+    for (const SlotInfo& slot : segment.registry().slots()) *alive += slot.alive ? 1 : 0;
+  } catch (const Error& e) {
+    switch (e.kind()) {
+      case ErrorKind::NotFound:
+      case ErrorKind::InvalidName:
+      case ErrorKind::NameTooLong: throw;
+      // Left by a creator that died half way: removing it is the cleanup.
+      case ErrorKind::NotInitialized: return {};
+      case ErrorKind::PermissionDenied:
+        return "it belongs to another user (" + std::string(e.what()) + ")";
+      case ErrorKind::Timeout: return "its creator is still initializing it";
+      default:
+        return "it is not a shmutils segment this tool can read (" + std::string(e.what()) + ")";
+    }
+  }
+  if (*alive != 0) {
+    return std::to_string(*alive) + " live process" + (*alive == 1 ? " is" : "es are") +
+           " attached; they keep using it after rm, but nobody new can find it";
+  }
+  return {};
+}
+
 int command_rm(const std::string& name, bool as_json, bool force) {
   std::size_t alive = 0;
-  try {
-    Segment segment = open_read_only(name);
-    for (const SlotInfo& slot : segment.registry().slots()) alive += slot.alive ? 1 : 0;
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::NotFound) throw;
-    // Not a shmutils segment (or a broken one): removing the name is still fine.
-  }
-  if (alive != 0 && !force) {
-    std::fprintf(stderr,
-                 "shmctl: %s has %zu live process%s attached; they keep using it after rm, "
-                 "but nobody new can find it. Use --force to remove it anyway.\n",
-                 name.c_str(), alive, alive == 1 ? "" : "es");
+  std::string refusal = rm_refusal(name, &alive);
+  if (!refusal.empty() && !force) {
+    if (as_json) {
+      print_json({{"name", printable(name)}, {"removed", false}, {"why", printable(refusal)}});
+    } else {
+      std::fprintf(stderr, "shmctl: not removing %s: %s. Use --force to remove it anyway.\n",
+                   printable(name).c_str(), printable(refusal).c_str());
+    }
     return kFindings;
   }
   Segment::unlink(name);
   if (as_json) {
-    print_json({{"name", name}, {"removed", true}, {"processes_alive", alive}});
+    print_json({{"name", printable(name)}, {"removed", true}, {"processes_alive", alive}});
   } else {
-    std::printf("removed %s\n", name.c_str());
+    std::printf("removed %s\n", printable(name).c_str());
   }
   return kOk;
 }
@@ -422,7 +452,11 @@ int main(int argc, char** argv) {
   reap->add_option("NAME", name, "segment name")->required();
   auto* rm = app.add_subcommand("rm", "remove a segment's name (attached processes keep it)");
   rm->add_option("NAME", name, "segment name")->required();
-  rm->add_flag("--force", force, "remove even while live processes are attached");
+  rm->add_flag("--force", force,
+               "remove it even while live processes are attached, when another user owns it, "
+               "when it is not a shmutils segment, or while its creator initializes it");
+  app.add_flag("--any-owner", g_any_owner,
+               "read segments that belong to another user too (inspect, audit, reap)");
   for (CLI::App* sub : {ls, inspect, audit, reap, rm}) {
     sub->add_flag("--json", as_json, "machine-readable output on stdout");
     sub->add_option("--timeout", timeout_s, "as the global --timeout")->check(seconds_in_range);
@@ -442,9 +476,12 @@ int main(int argc, char** argv) {
     if (*rm) return command_rm(name, as_json, force);
   } catch (const Error& e) {
     if (as_json) {
-      print_json({{"error", e.what()}, {"kind", std::string(to_string(e.kind()))}});
+      print_json({{"error", printable(e.what())}, {"kind", std::string(to_string(e.kind()))}});
     } else {
-      std::fprintf(stderr, "shmctl: %s\n", e.what());
+      std::fprintf(stderr, "shmctl: %s%s\n", printable(e.what()).c_str(),
+                   e.kind() == ErrorKind::PermissionDenied && !g_any_owner
+                       ? "\nshmctl: --any-owner reads a segment of another user anyway"
+                       : "");
     }
     return kError;
   }

@@ -147,14 +147,20 @@ enum class InitState { Ready, NotYet, Foreign, Truncated };
 
 InitState peek_state(int fd, std::uint64_t object_size) {
   if (object_size == 0) return InitState::NotYet;
-  // Initialization sizes the object in one step from 0: a size that cannot
-  // hold a header was cut down by someone else.
-  if (object_size < sizeof(SegmentHeader)) return InitState::Truncated;
   std::uint64_t magic = 0;
   ssize_t n = sys::retry_eintr([&] { return ::pread(fd, &magic, sizeof(magic), 0); });
-  if (n != static_cast<ssize_t>(sizeof(magic))) return InitState::NotYet;
+  // Bytes that are not our magic make it someone else's file, whatever its size.
+  if (n == static_cast<ssize_t>(sizeof(magic)) && magic != 0 && magic != kSegmentMagic) {
+    return InitState::Foreign;
+  }
+  if (n > 0 && n < static_cast<ssize_t>(sizeof(magic))) return InitState::Foreign;
+  // Initialization sizes the object in one step from 0: a segment that cannot
+  // hold its header was cut down by someone else.
+  if (object_size < sizeof(SegmentHeader)) {
+    return magic == kSegmentMagic ? InitState::Truncated : InitState::Foreign;
+  }
   if (magic == kSegmentMagic) return InitState::Ready;
-  return magic == 0 ? InitState::NotYet : InitState::Foreign;
+  return InitState::NotYet;
 }
 
 }  // namespace
@@ -308,6 +314,11 @@ Segment Segment::attach_object(ShmObject object, bool created, std::size_t creat
       sys::flock_unlock(fd, described);
       if (state == InitState::Ready) break;
       if (!can_initialize && creator_surely_gone) {
+        if (object_size == 0) {
+          throw Error(ErrorKind::NotInitialized, described, "open",
+                      "empty (0 bytes) and nobody is initializing it: a creator that died at "
+                      "once, or not a shmutils segment; unlink it");
+        }
         throw Error(ErrorKind::NotInitialized, described, "open",
                     "its creator died before finishing initialization (" +
                         std::to_string(object_size) +

@@ -50,16 +50,38 @@ std::size_t round_up_to_page(std::size_t size) noexcept {
   return (size + page - 1) / page * page;
 }
 
+namespace {
+const char* file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  return "not a regular file";
+}
+}  // namespace
+
 UniqueFd shm_open(const std::string& name, int flags, mode_t mode) {
   UniqueFd fd;
   if (int err = try_shm_open(name, flags, mode, fd); err != 0) {
     throw_errno("segment \"" + name + "\"", "shm_open", err);
   }
+  // Only a regular file can be a segment; anything else in /dev/shm is
+  // refused here, before anyone reads, maps or waits on it.
+  struct stat st = fstat(fd.get(), "segment \"" + name + "\"");
+  if (!S_ISREG(st.st_mode)) {
+    throw Error(ErrorKind::BadMagic, "segment \"" + name + "\"", "open",
+                std::string("not a shmutils segment: ") + file_type_name(st.st_mode));
+  }
   return fd;
 }
 
 int try_shm_open(const std::string& name, int flags, mode_t mode, UniqueFd& out) noexcept {
-  int fd = retry_eintr([&] { return ::shm_open(name.c_str(), flags | O_CLOEXEC, mode); });
+  // O_NONBLOCK: opening a FIFO someone left in /dev/shm would otherwise wait
+  // for a writer; on a regular file it changes nothing.
+  int fd =
+      retry_eintr([&] { return ::shm_open(name.c_str(), flags | O_CLOEXEC | O_NONBLOCK, mode); });
   if (fd == -1) return errno;
   out.reset(fd);
   return 0;
