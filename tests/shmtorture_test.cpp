@@ -1,7 +1,9 @@
 // shmtorture as users run it: the JSON contract, spawn mode, replay tokens,
 // and no orphan left behind when the harness itself is SIGKILLed.
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include <array>
 
 #include <csignal>
 #include <fstream>
@@ -128,6 +130,69 @@ TEST(ShmtortureTest, AReplayTokenCarriesTheWholePlan) {
   }
   EXPECT_NE(replay_command("counter", options).find(" --replay shmutils1:counter:"),
             std::string::npos);
+}
+
+// A token cut short, altered, or beyond the options' bounds is refused, never
+// read as some other run; decimals come back exactly.
+TEST(ShmtortureTest, AReplayTokenIsParsedStrictlyAndWithinTheOptionsBounds) {
+  RunOptions options;
+  options.duration_s = 20.0 / 3;  // no short decimal
+  options.point_death_share = 0.1;
+  const std::string token = replay_token("counter", options);
+  EXPECT_EQ(parse_replay_token(token).options.duration_s, options.duration_s) << token;
+  for (std::size_t cut = token.size() - 1; cut > 10; --cut) {
+    EXPECT_THROW(parse_replay_token(token.substr(0, cut)), Error) << token.substr(0, cut);
+  }
+  std::string altered = token;
+  altered[altered.find("seed=1") + 5] = '2';
+  EXPECT_THROW(parse_replay_token(altered), Error) << altered;
+  // Tokens written out of bounds, with their checks made to match: the bounds
+  // of the command line hold for them too.
+  RunOptions defaults;
+  defaults.duration_s = 2;
+  const std::string full = replay_token("counter", defaults);
+  EXPECT_NO_THROW(parse_replay_token(full));
+  auto with = [&](const std::string& field, const std::string& value) {
+    std::string body = full.substr(0, full.rfind(":check="));
+    std::size_t at = body.find(":" + field + "=") + field.size() + 2;
+    std::size_t end = body.find(':', at);
+    body = body.substr(0, at) + value + (end == std::string::npos ? "" : body.substr(end));
+    std::uint32_t hash = 2166136261U;
+    for (char c : body) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619U;
+    std::array<char, 9> check{};
+    std::snprintf(check.data(), check.size(), "%08x", hash);
+    return body + ":check=" + check.data();
+  };
+  for (const auto& [field, value] :
+       std::vector<std::pair<std::string, std::string>>{{"seed", "12abc"},
+                                                        {"seed", "-1"},
+                                                        {"workers", "1000"},
+                                                        {"workers", "-1"},
+                                                        {"workers", "0"},
+                                                        {"kills", "10000000"},
+                                                        {"duration", "1e308"},
+                                                        {"duration", "nan"},
+                                                        {"duration", "0"},
+                                                        {"kill_rate", "inf"},
+                                                        {"point_share", "2"},
+                                                        {"perturb", "yes"},
+                                                        {"max_hit", "0"}}) {
+    EXPECT_THROW(parse_replay_token(with(field, value)), Error) << with(field, value);
+  }
+  EXPECT_THROW(parse_replay_token(with("max_hit", "200:seed=2")), Error) << "a field given twice";
+}
+
+TEST(ShmtortureTest, BadArgumentsAreRefusedBeforeAnyRunWithExitStatus2) {
+  const std::string json = temp_path("unwritable") + "/no/such/dir/report.json";
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"--duration", "nan"},
+                                             {"--kills", "100000"},
+                                             {"--replay", ""},
+                                             {"--replay", "shmutils1:counter:seed=12abc"},
+                                             {"--json", json, "--duration", "0.2"}}) {
+    ExitStatus status = run_shmtorture(args, std::chrono::seconds(30));
+    EXPECT_EQ(status.exit_code, 2) << args[0] << " " << args[1] << ": " << status.to_string();
+  }
 }
 
 TEST(ShmtortureTest, ItsWorkersDieWithItWhenItIsKilled) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_checks.hpp"
 #include "printable.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/heap.hpp"
@@ -421,14 +422,7 @@ int main(int argc, char** argv) {
   bool live = false;
   bool force = false;
   double timeout_s = 3.0;
-  // CLI::Range lets NaN through (every comparison with it is false).
-  const CLI::Validator seconds_in_range(
-      [](const std::string& text) -> std::string {
-        double value = std::strtod(text.c_str(), nullptr);
-        if (!(value >= 0.001 && value <= 3600.0)) return "seconds from 0.001 to 3600";
-        return {};
-      },
-      "SECONDS in [0.001, 3600]");
+  const CLI::Validator seconds_in_range = tools::finite_in_range(0.001, 3600.0);
   app.add_option("--timeout", timeout_s,
                  "seconds to wait, at most, for a segment still being created or for a lock of "
                  "the segment held by another process (stopped, in another container, or gone); "

@@ -11,12 +11,24 @@
 #include <optional>
 #include <random>
 
+#include "cli_checks.hpp"
 #include "report_writer.hpp"
 #include "shmutils/framework/builtin_scenarios.hpp"
 #include "shmutils/framework/harness.hpp"
 #include "shmutils/shm/error.hpp"
 
 namespace {
+
+// Creates (or truncates) path now, so an unwritable report path fails before
+// the run instead of throwing the run away after it.
+bool writable(const std::string& path) {
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) {
+    std::fprintf(stderr, "shmtorture: cannot write a report to %s\n", path.c_str());
+    return false;
+  }
+  return true;
+}
 
 bool write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path);
@@ -62,15 +74,17 @@ int main(int argc, char** argv) {
   for (auto& s : framework::builtin_scenarios()) names.emplace_back(s->name());
   app.add_option("-s,--scenario", scenarios, "scenario(s) to run (default: all)")
       ->check(CLI::IsMember(names));
+  using framework::RunLimits;
   app.add_option("-w,--workers", workers, "concurrent worker processes")
-      ->check(CLI::Range(1U, 64U))
+      ->check(CLI::Range(1U, RunLimits::kMaxWorkers))
       ->capture_default_str();
   app.add_option("-d,--duration", duration,
                  "seconds per scenario (default: 20 s shared among the scenarios)")
-      ->check(CLI::Range(0.1, 86400.0));
+      ->check(tools::finite_in_range(RunLimits::kMinDurationS, RunLimits::kMaxDurationS));
   app.add_option("-k,--kills", kills,
-                 "stop each scenario after this many kills instead of a duration")
-      ->check(CLI::Range(1ULL, 10'000'000ULL));
+                 "stop each scenario after this many kills instead of a duration (each kill "
+                 "takes a worker incarnation, and a run has 19,000 of them)")
+      ->check(CLI::Range(std::uint64_t{1}, RunLimits::kMaxKills));
   app.add_flag("--no-perturb", no_perturb, "map the segment at the same address in every worker");
   app.add_option("-m,--mode", mode, "fork workers from this process, or spawn (exec) them")
       ->check(CLI::IsMember({"fork", "spawn"}))
@@ -84,17 +98,21 @@ int main(int argc, char** argv) {
   app.add_option("--kill-rate", kill_rate,
                  "harness-initiated kills per second (random time or lock holder), besides the "
                  "deaths planned at fault points")
-      ->check(CLI::Range(0.0, 1e9))
+      ->check(tools::finite_in_range(0.0, RunLimits::kMaxKillRate))
       ->capture_default_str();
   app.add_option("--stall-rate", stall_rate, "SIGSTOP/SIGCONT stalls per second")
-      ->check(CLI::Range(0.0, 1e6))
+      ->check(tools::finite_in_range(0.0, RunLimits::kMaxStallRate))
       ->capture_default_str();
   app.add_flag("-q,--quiet", quiet, "no progress line");
   app.add_flag("--list", list, "list the scenarios and exit");
   app.add_option("--replay", replay, "replay a failed run from the token it printed")
       ->excludes("--scenario", "--seed", "--workers", "--duration", "--kills", "--mode",
                  "--kill-rate", "--stall-rate", "--no-perturb");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help is not an error; bad arguments are 2
+  }
 
   if (list) {
     for (auto& s : framework::builtin_scenarios()) {
@@ -103,8 +121,12 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  // Both reports are written after the run: find out now that they can be.
+  for (const std::string& path : {json_path, html_path}) {
+    if (!writable(path)) return 2;
+  }
   std::optional<framework::ReplaySpec> replayed;
-  if (!replay.empty()) {
+  if (app.count("--replay") != 0) {
     try {
       replayed = framework::parse_replay_token(replay);
     } catch (const Error& e) {

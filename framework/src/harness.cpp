@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <charconv>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -802,19 +804,84 @@ int run_spawned_worker(int argc, char** argv, const ScenarioFactory& make) {
 
 RunReport Harness::run(Scenario& scenario, const RunOptions& options,
                        const ProgressCallback& progress) {
+  check_run_options(options);
   Run run(scenario, options, progress);
   return run.execute();
 }
 
+namespace {
+// Why the options are out of bounds, or empty.
+std::string run_options_problem(const RunOptions& o) {
+  std::string problem;
+  auto bad = [&](const std::string& why) {
+    if (problem.empty()) problem = why;
+  };
+  auto within = [](double value, double low, double high) {
+    return value >= low && value <= high;  // false for NaN
+  };
+  if (o.workers < 1 || o.workers > RunLimits::kMaxWorkers) {
+    bad("workers must be 1 to " + std::to_string(RunLimits::kMaxWorkers) + ", not " +
+        std::to_string(o.workers));
+  }
+  if (o.max_kills > RunLimits::kMaxKills) {
+    bad("kills must be at most " + std::to_string(RunLimits::kMaxKills) +
+        " (a run has an incarnation per kill), not " + std::to_string(o.max_kills));
+  }
+  if (!within(o.duration_s, RunLimits::kMinDurationS, RunLimits::kMaxDurationS)) {
+    bad("duration must be " + std::to_string(RunLimits::kMinDurationS) + " to " +
+        std::to_string(RunLimits::kMaxDurationS) + " s, not " + std::to_string(o.duration_s));
+  }
+  if (!within(o.kills_per_s, 0, RunLimits::kMaxKillRate)) bad("kill rate out of 0 to 1e9 per s");
+  if (!within(o.stalls_per_s, 0, RunLimits::kMaxStallRate)) bad("stall rate out of 0 to 1e6 per s");
+  if (!within(o.point_death_share, 0, 1)) bad("point share must be 0 to 1");
+  if (o.max_planned_hit < 1 || o.max_planned_hit > RunLimits::kMaxPlannedHit) {
+    bad("max planned hit must be 1 to " + std::to_string(RunLimits::kMaxPlannedHit));
+  }
+  if (!within(o.watchdog_s, 0.01, RunLimits::kMaxDurationS)) bad("watchdog must be 0.01 s or more");
+  return problem;
+}
+}  // namespace
+
+void check_run_options(const RunOptions& options) {
+  if (std::string problem = run_options_problem(options); !problem.empty()) {
+    throw Error(ErrorKind::InvalidArgument, "run options", "check", problem);
+  }
+}
+
+namespace {
+// The shortest text that reads back as exactly `value`.
+std::string exact(double value) {
+  std::array<char, 32> text{};
+  auto [end, error] = std::to_chars(text.data(), text.data() + text.size(), value);
+  (void)error;  // 32 characters hold any double
+  return std::string(text.data(), end);
+}
+}  // namespace
+
+// The token's last field: a checksum of everything before it, so a token
+// cut short or altered anywhere is refused instead of replaying another run.
+namespace {
+std::string token_check(std::string_view body) {
+  std::uint32_t hash = 2166136261U;
+  for (char c : body) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619U;
+  std::array<char, 9> text{};
+  (void)std::snprintf(text.data(), text.size(), "%08x", hash);
+  return text.data();
+}
+}  // namespace
+
 std::string replay_token(const std::string& scenario, const RunOptions& options) {
   std::ostringstream out;
   out << "shmutils1:" << scenario << ":seed=" << options.seed << ":workers=" << options.workers
-      << ":kills=" << options.max_kills << ":duration=" << options.duration_s
+      << ":kills=" << options.max_kills << ":duration=" << exact(options.duration_s)
       << ":perturb=" << (options.perturb ? 1 : 0)
       << ":mode=" << (options.mode == WorkerMode::Spawn ? "spawn" : "fork")
-      << ":kill_rate=" << options.kills_per_s << ":stall_rate=" << options.stalls_per_s
-      << ":point_share=" << options.point_death_share << ":max_hit=" << options.max_planned_hit;
-  return out.str();
+      << ":kill_rate=" << exact(options.kills_per_s)
+      << ":stall_rate=" << exact(options.stalls_per_s)
+      << ":point_share=" << exact(options.point_death_share)
+      << ":max_hit=" << options.max_planned_hit;
+  std::string body = out.str();
+  return body + ":check=" + token_check(body);
 }
 
 ReplaySpec parse_replay_token(std::string_view token) {
@@ -824,9 +891,15 @@ ReplaySpec parse_replay_token(std::string_view token) {
   };
   constexpr std::string_view kPrefix = "shmutils1:";
   if (token.substr(0, kPrefix.size()) != kPrefix) return bad("does not start with shmutils1:");
+  constexpr std::string_view kCheck = ":check=";
+  const std::size_t check_at = token.rfind(kCheck);
+  if (check_at == std::string_view::npos) return bad("no check field (the token was cut?)");
+  if (token.substr(check_at + kCheck.size()) != token_check(token.substr(0, check_at))) {
+    return bad("its check field does not match (the token was cut or altered)");
+  }
   std::vector<std::string> parts;
   std::string current;
-  for (char c : token.substr(kPrefix.size())) {
+  for (char c : token.substr(kPrefix.size(), check_at - kPrefix.size())) {
     if (c == ':') {
       parts.push_back(current);
       current.clear();
@@ -838,41 +911,71 @@ ReplaySpec parse_replay_token(std::string_view token) {
   if (parts.size() < 2 || parts[0].empty()) return bad("no scenario name");
   ReplaySpec spec;
   spec.scenario = parts[0];
-  try {
-    for (std::size_t i = 1; i < parts.size(); ++i) {
-      std::size_t eq = parts[i].find('=');
-      if (eq == std::string::npos) return bad("field without '=': " + parts[i]);
-      std::string key = parts[i].substr(0, eq);
-      std::string value = parts[i].substr(eq + 1);
-      RunOptions& o = spec.options;
-      if (key == "seed")
-        o.seed = std::stoull(value);
-      else if (key == "workers")
-        o.workers = static_cast<unsigned>(std::stoul(value));
-      else if (key == "kills")
-        o.max_kills = std::stoull(value);
-      else if (key == "duration")
-        o.duration_s = std::stod(value);
-      else if (key == "perturb")
-        o.perturb = value == "1";
-      else if (key == "mode") {
-        if (value != "fork" && value != "spawn") return bad("mode must be fork or spawn");
-        o.mode = value == "spawn" ? WorkerMode::Spawn : WorkerMode::Fork;
-      } else if (key == "kill_rate")
-        o.kills_per_s = std::stod(value);
-      else if (key == "stall_rate")
-        o.stalls_per_s = std::stod(value);
-      else if (key == "point_share")
-        o.point_death_share = std::stod(value);
-      else if (key == "max_hit")
-        o.max_planned_hit = std::stoull(value);
-      else
-        return bad("unknown field " + key);
+  RunOptions& o = spec.options;
+  // Every field, once, each a whole number or a finite decimal: a cut or
+  // altered token must not replay some other run.
+  auto whole = [&](const std::string& key, const std::string& value) {
+    std::uint64_t result = 0;
+    auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), result);
+    if (value.empty() || error != std::errc() || end != value.data() + value.size()) {
+      bad(key + "=" + value + " is not a whole number");
     }
-  } catch (const std::logic_error&) {  // stoull & co on a non-number
-    return bad("a field is not a number");
+    return result;
+  };
+  auto decimal = [&](const std::string& key, const std::string& value) {
+    double result = 0;
+    auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), result);
+    if (value.empty() || error != std::errc() || end != value.data() + value.size() ||
+        !std::isfinite(result)) {
+      bad(key + "=" + value + " is not a finite number");
+    }
+    return result;
+  };
+  const std::vector<std::string> expected{"seed",        "workers", "kills",     "duration",
+                                          "perturb",     "mode",    "kill_rate", "stall_rate",
+                                          "point_share", "max_hit"};
+  std::vector<std::string> seen;
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    std::size_t eq = parts[i].find('=');
+    if (eq == std::string::npos) return bad("field without '=': " + parts[i]);
+    std::string key = parts[i].substr(0, eq);
+    std::string value = parts[i].substr(eq + 1);
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) return bad(key + " given twice");
+    seen.push_back(key);
+    if (key == "seed") {
+      o.seed = whole(key, value);
+    } else if (key == "workers") {
+      std::uint64_t workers = whole(key, value);
+      if (workers > RunLimits::kMaxWorkers) bad("workers=" + value + " is out of bounds");
+      o.workers = static_cast<unsigned>(workers);
+    } else if (key == "kills") {
+      o.max_kills = whole(key, value);
+    } else if (key == "duration") {
+      o.duration_s = decimal(key, value);
+    } else if (key == "perturb") {
+      if (value != "0" && value != "1") return bad("perturb must be 0 or 1");
+      o.perturb = value == "1";
+    } else if (key == "mode") {
+      if (value != "fork" && value != "spawn") return bad("mode must be fork or spawn");
+      o.mode = value == "spawn" ? WorkerMode::Spawn : WorkerMode::Fork;
+    } else if (key == "kill_rate") {
+      o.kills_per_s = decimal(key, value);
+    } else if (key == "stall_rate") {
+      o.stalls_per_s = decimal(key, value);
+    } else if (key == "point_share") {
+      o.point_death_share = decimal(key, value);
+    } else if (key == "max_hit") {
+      o.max_planned_hit = whole(key, value);
+    } else {
+      return bad("unknown field " + key);
+    }
   }
-  if (spec.options.workers == 0) return bad("workers must be at least 1");
+  for (const std::string& key : expected) {
+    if (std::find(seen.begin(), seen.end(), key) == seen.end()) {
+      return bad("no " + key + " field (the token was cut?)");
+    }
+  }
+  if (std::string problem = run_options_problem(o); !problem.empty()) return bad(problem);
   return spec;
 }
 

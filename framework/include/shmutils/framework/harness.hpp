@@ -62,6 +62,22 @@ struct RunOptions {
   std::string program = "shmtorture";        // for the replay command
 };
 
+// The bounds of every run's options, wherever they come from (the command
+// line, a replay token, a test): a run needs an incarnation per kill, and
+// the witness holds Witness::kMaxWorkers of them.
+struct RunLimits {
+  static constexpr unsigned kMaxWorkers = 64;
+  static constexpr std::uint64_t kMaxKills = 19'000;
+  static constexpr double kMinDurationS = 0.1;
+  static constexpr double kMaxDurationS = 86'400;
+  static constexpr double kMaxKillRate = 1e9;
+  static constexpr double kMaxStallRate = 1e6;
+  static constexpr std::uint64_t kMaxPlannedHit = 1'000'000;
+};
+// Throws Error(InvalidArgument) naming the first option out of its bounds
+// (NaN and infinities included).
+void check_run_options(const RunOptions& options);
+
 enum class EventKind {
   Start,
   Exit,
