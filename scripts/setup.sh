@@ -20,9 +20,12 @@ packages=(
   libboost-dev
 )
 
+echo "setup: checking the Debian packages the build needs"
 scripts/install-packages.sh "${packages[@]}"
 
+echo "setup: configuring and building the $preset preset (a few minutes on a fresh machine)"
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" -j "$(nproc)" -- --no-print-directory >/dev/null 2>build-"$preset".log \
   || { cat build-"$preset".log >&2; echo "setup: build of preset $preset failed" >&2; exit 1; }
 rm -f build-"$preset".log
+echo "setup: $preset is built"

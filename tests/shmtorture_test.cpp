@@ -195,6 +195,35 @@ TEST(ShmtortureTest, BadArgumentsAreRefusedBeforeAnyRunWithExitStatus2) {
   }
 }
 
+// Ctrl-C or SIGTERM ends a long run at once, as its end would: reports
+// written and marked interrupted, exit 128 + the signal.
+TEST(ShmtortureTest, SigintAndSigtermStopTheRunAndWriteReportsMarkedInterrupted) {
+  for (int signal : {SIGINT, SIGTERM}) {
+    std::string json_path = temp_path("interrupted.json");
+    std::string html_path = temp_path("interrupted.html");
+    ::unlink(json_path.c_str());
+    auto torture = ChildProcess::spawn(
+        SHMUTILS_SHMTORTURE_PATH,
+        {"shmtorture", "--quiet", "--scenario", "counter", "--scenario", "semaphore", "--duration",
+         "600", "--json", json_path, "--html", html_path});
+    // The report files are created before the run starts.
+    const std::uint64_t until = sys::monotonic_ns() + 30'000'000'000ULL;
+    while (::access(json_path.c_str(), F_OK) != 0 && sys::monotonic_ns() < until) {
+      sys::sleep_ns(10'000'000);
+    }
+    sys::sleep_ns(300'000'000);  // well into the first scenario (any moment would do)
+    ASSERT_TRUE(torture.signal(signal));
+    auto status = torture.wait_for(std::chrono::seconds(60));
+    ASSERT_TRUE(status.has_value()) << "still running after " << strsignal(signal);
+    EXPECT_EQ(status->exit_code, 128 + signal) << status->to_string();
+    nlohmann::json report = nlohmann::json::parse(std::ifstream(json_path));
+    EXPECT_EQ(report["interrupted"], true);
+    EXPECT_EQ(report["scenarios"].size(), 1U) << "the second scenario ran after the signal";
+    ::unlink(json_path.c_str());
+    ::unlink(html_path.c_str());
+  }
+}
+
 TEST(ShmtortureTest, ItsWorkersDieWithItWhenItIsKilled) {
   auto torture = ChildProcess::spawn(
       SHMUTILS_SHMTORTURE_PATH, {"shmtorture", "--quiet", "--scenario", "counter", "--duration",

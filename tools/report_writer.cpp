@@ -48,6 +48,7 @@ std::string to_json(const TortureRun& run) {
     out["scenarios"].push_back(s);
   }
   out["seed"] = run.seed;
+  out["interrupted"] = run.interrupted_by != 0;
   out["duration_s"] = duration;
   out["kills"] = kills;
   out["recoveries"] = recoveries;
@@ -163,7 +164,8 @@ std::string to_html(const TortureRun& run) {
           "pre{background:#f8f9fa;padding:8px;overflow:auto}.bad{color:#c92a2a}.ok{color:#2b8a3e}"
           ".legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px}</style>"
           "</head><body>";
-  html << "<h1>shmtorture report</h1><p>seed " << run.seed << "</p>";
+  html << "<h1>shmtorture report</h1><p>seed " << run.seed
+       << (run.interrupted_by != 0 ? " &mdash; interrupted before the end" : "") << "</p>";
   html << "<table><tr><th>scenario</th><th>workers</th><th>operations</th><th>kills</"
           "th><th>recoveries</th>"
           "<th>violations</th><th>kill cycles/s</th></tr>";

@@ -10,6 +10,7 @@ namespace shmutils::tools {
 
 struct TortureRun {
   std::uint64_t seed = 0;
+  int interrupted_by = 0;  // the signal that stopped the run early (0: it ran out)
   std::vector<framework::RunReport> scenarios;
 };
 

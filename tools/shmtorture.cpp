@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -16,6 +18,7 @@
 #include "shmutils/framework/builtin_scenarios.hpp"
 #include "shmutils/framework/harness.hpp"
 #include "shmutils/shm/error.hpp"
+#include "shmutils/shm/sys.hpp"
 
 namespace {
 
@@ -29,6 +32,11 @@ bool writable(const std::string& path) {
   }
   return true;
 }
+
+std::atomic<int> g_stop_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free, "stored from a signal handler");
+
+void request_stop(int signal) { g_stop_signal.store(signal, std::memory_order_relaxed); }
 
 bool write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path);
@@ -146,6 +154,10 @@ int main(int argc, char** argv) {
 
   tools::TortureRun run;
   run.seed = seed;
+  // Ctrl-C or SIGTERM: the running scenario stops as at its end (workers
+  // stopped, invariants checked), the reports say interrupted, exit 128 + signal.
+  sys::set_signal_handler(SIGINT, &request_stop, 0);
+  sys::set_signal_handler(SIGTERM, &request_stop, 0);
   std::printf("shmtorture: seed %llu, %u workers, %s, %zu scenario(s)\n",
               static_cast<unsigned long long>(seed), workers,
               kills != 0 ? (std::to_string(kills) + " kills each").c_str()
@@ -167,6 +179,7 @@ int main(int argc, char** argv) {
       if (replayed) options = replayed->options;
       options.required_points = required;
       options.program = argv[0];
+      options.stop_requested = &g_stop_signal;
       framework::Harness harness;
       auto report = harness.run(*scenario, options, [&](const framework::Progress& p) {
         if (!quiet) {
@@ -181,6 +194,8 @@ int main(int argc, char** argv) {
       });
       if (interactive) std::fprintf(stderr, "\n");
       run.scenarios.push_back(std::move(report));
+      run.interrupted_by = g_stop_signal.load();
+      if (run.interrupted_by != 0) break;
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "shmtorture: %s\n", e.what());
@@ -207,8 +222,11 @@ int main(int argc, char** argv) {
   }
   bool written =
       write_file(json_path, tools::to_json(run)) && write_file(html_path, tools::to_html(run));
-  std::printf("\n%s: %zu violation(s); reports: %s, %s\n", violations == 0 ? "PASS" : "FAIL",
-              violations, json_path.c_str(), html_path.c_str());
+  const char* verdict = violations != 0 ? "FAIL" : run.interrupted_by != 0 ? "INTERRUPTED" : "PASS";
+  std::printf("\n%s: %zu violation(s)%s; reports: %s, %s\n", verdict, violations,
+              run.interrupted_by != 0 ? " before the run was interrupted" : "",
+              written ? json_path.c_str() : "(not written)", written ? html_path.c_str() : "");
   if (!written) return 2;
-  return violations == 0 ? 0 : 1;
+  if (violations != 0) return 1;
+  return run.interrupted_by != 0 ? 128 + run.interrupted_by : 0;
 }

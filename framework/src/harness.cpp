@@ -670,6 +670,11 @@ RunReport Run::execute() {
                 std::to_string(report_.kills) + " kills");
       break;
     }
+    if (options_.stop_requested != nullptr &&
+        options_.stop_requested->load(std::memory_order_relaxed) != 0) {
+      report_.interrupted = true;
+      break;
+    }
     poll_workers();
     if (crashed_) break;
     top_up();

@@ -22,6 +22,7 @@
 //   Replay:      RunReport::replay_command reproduces the run's plan.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -60,6 +61,9 @@ struct RunOptions {
   bool capture_victim_stacks = true;
   std::vector<std::string> required_points;  // fail the run if any was never hit
   std::string program = "shmtorture";        // for the replay command
+  // When given and non-zero (a signal number, set by a signal handler), the
+  // run stops at its next turn, as at its end, and reports itself interrupted.
+  const std::atomic<int>* stop_requested = nullptr;
 };
 
 // The bounds of every run's options, wherever they come from (the command
@@ -144,6 +148,7 @@ struct RunReport {
   std::string diagnostics;                 // crash / hang stacks and lock holders
   std::string replay_command;
   std::string worker_source;  // "fork", "zygote" (fork mode, threaded caller) or "spawn"
+  bool interrupted = false;   // stopped early by RunOptions::stop_requested
   double kill_cycles_per_s() const {
     return duration_s > 0 ? static_cast<double>(kills) / duration_s : 0;
   }
