@@ -14,6 +14,7 @@
 #include "shmutils/shm/process_registry.hpp"
 #include "shmutils/shm/sys.hpp"
 #include "sync_test_support.hpp"
+#include "test_support.hpp"
 
 namespace shmutils {
 namespace {
@@ -160,6 +161,19 @@ TEST_F(MutexTest, AWaiterReleasesALockWhoseDeadHolderTheKernelMissed) {
   pair_->mutex.release();
 }
 
+// A live process of PID namespace `pid_namespace`, registered in the last
+// slot of the segment: alive while the returned descriptor lives.
+UniqueFd register_foreign_process(Segment& segment, pid_t pid, std::uint64_t pid_namespace) {
+  const std::uint32_t index = segment.registry().capacity() - 1;
+  RegistrySlot& slot = segment.registry().table()->slot(index);
+  UniqueFd liveness = sys::reopen(segment.fd(), O_RDONLY, "test");
+  EXPECT_TRUE(sys::try_ofd_lock_shared_byte(liveness.get(), kLivenessLockOffset + index, "test"));
+  slot.pid_namespace.store(pid_namespace);
+  slot.word.store((std::uint64_t{static_cast<std::uint32_t>(SlotState::Live)} << 32) |
+                  static_cast<std::uint32_t>(pid));
+  return liveness;
+}
+
 // The same pid recorded by a holder of another PID namespace names another
 // process (or none) here: no pid check decides, its registry slot does.
 TEST_F(MutexTest, AHolderInAnotherPidNamespaceIsJudgedByItsRegistrySlot) {
@@ -167,14 +181,7 @@ TEST_F(MutexTest, AHolderInAnotherPidNamespaceIsJudgedByItsRegistrySlot) {
   pid_t dead_here = ghost.pid();
   ASSERT_TRUE(ghost.wait().success());
   const std::uint64_t elsewhere = sys::pid_namespace_id() + 1;
-  // A registered process of that namespace, alive while we hold its slot's byte.
-  const std::uint32_t index = segment_.registry().capacity() - 1;
-  RegistrySlot& slot = segment_.registry().table()->slot(index);
-  UniqueFd liveness = sys::reopen(segment_.fd(), O_RDONLY, "test");
-  ASSERT_TRUE(sys::try_ofd_lock_shared_byte(liveness.get(), kLivenessLockOffset + index, "test"));
-  slot.pid_namespace.store(elsewhere);
-  slot.word.store((std::uint64_t{static_cast<std::uint32_t>(SlotState::Live)} << 32) |
-                  static_cast<std::uint32_t>(dead_here));
+  UniqueFd liveness = register_foreign_process(segment_, dead_here, elsewhere);
   pair_->mutex.futex().holder_pid_namespace.store(elsewhere);
   pair_->mutex.futex().holder_pid.store(dead_here);
   pair_->mutex.futex().word.store(static_cast<std::uint32_t>(dead_here));
@@ -186,6 +193,28 @@ TEST_F(MutexTest, AHolderInAnotherPidNamespaceIsJudgedByItsRegistrySlot) {
   EXPECT_EQ(pair_->mutex.acquire_for(5s), LockResult::OwnerDied);
   pair_->mutex.mark_consistent();
   pair_->mutex.release();
+  EXPECT_EQ(segment_.registry().reap_dead(), 1U);
+}
+
+// Containers number their processes from 1: a holder in another PID
+// namespace often has our very tid and pid. It is not us.
+TEST_F(MutexTest, AHolderWithOurTidInAnotherPidNamespaceIsNotThisThread) {
+  const std::uint64_t elsewhere = sys::pid_namespace_id() + 1;
+  const pid_t self = sys::getpid();
+  const auto tid = static_cast<std::uint32_t>(sys::gettid());
+  UniqueFd liveness = register_foreign_process(segment_, self, elsewhere);
+  Mutex& mutex = pair_->mutex;
+  mutex.futex().holder_pid_namespace.store(elsewhere);
+  mutex.futex().holder_pid.store(self);
+  mutex.futex().word.store(tid);
+  EXPECT_FALSE(mutex.held_by_this_thread());
+  EXPECT_EQ(mutex.acquire_for(300ms), LockResult::TimedOut) << "taken for a second acquisition";
+  EXPECT_EQ(test::kind_of([&] { mutex.release(); }), ErrorKind::InvalidArgument)
+      << "released a lock another namespace's thread holds";
+  EXPECT_EQ(mutex.futex().word.load() & RobustFutex::kTidMask, tid) << "the holder kept it";
+  mutex.futex().word.store(0);
+  mutex.futex().holder_pid.store(0);
+  liveness.reset();
   EXPECT_EQ(segment_.registry().reap_dead(), 1U);
 }
 

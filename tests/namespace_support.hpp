@@ -9,21 +9,12 @@
 #include <optional>
 #include <string>
 
+#include "shmutils/framework/pid_namespace.hpp"
 #include "shmutils/shm/sys.hpp"
 
 namespace shmutils::test {
 
-// Why this process cannot make PID namespaces, or nullopt when it can.
-inline std::optional<std::string> pid_namespaces_unavailable() {
-  pid_t probe = sys::fork("pid namespace probe");
-  if (probe == 0) sys::exit_now(sys::unshare_pid_namespace() == 0 ? 0 : 1);
-  if (!sys::wait(probe).success()) {
-    return std::string(
-        "this process may not create PID namespaces (needs root or user "
-        "namespaces)");
-  }
-  return std::nullopt;
-}
+using framework::pid_namespaces_unavailable;
 
 // A pid that names no process in this namespace, high enough that this
 // namespace will not hand it out during a test.

@@ -17,6 +17,7 @@
 #include "report_writer.hpp"
 #include "shmutils/framework/builtin_scenarios.hpp"
 #include "shmutils/framework/harness.hpp"
+#include "shmutils/framework/pid_namespace.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/sys.hpp"
 
@@ -94,6 +95,11 @@ int main(int argc, char** argv) {
                  "takes a worker incarnation, and a run has 19,000 of them)")
       ->check(CLI::Range(std::uint64_t{1}, RunLimits::kMaxKills));
   app.add_flag("--no-perturb", no_perturb, "map the segment at the same address in every worker");
+  bool pid_namespaces_wanted = false;
+  app.add_flag("--pid-namespaces", pid_namespaces_wanted,
+               "run each forked worker in a PID namespace of its own, as a container sharing "
+               "/dev/shm would (needs root or unprivileged user namespaces; experimental: see "
+               "docs/liveness.md)");
   app.add_option("-m,--mode", mode, "fork workers from this process, or spawn (exec) them")
       ->check(CLI::IsMember({"fork", "spawn"}))
       ->capture_default_str();
@@ -115,7 +121,7 @@ int main(int argc, char** argv) {
   app.add_flag("--list", list, "list the scenarios and exit");
   app.add_option("--replay", replay, "replay a failed run from the token it printed")
       ->excludes("--scenario", "--seed", "--workers", "--duration", "--kills", "--mode",
-                 "--kill-rate", "--stall-rate", "--no-perturb");
+                 "--kill-rate", "--stall-rate", "--no-perturb", "--pid-namespaces");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -152,16 +158,30 @@ int main(int argc, char** argv) {
   if (scenarios.empty()) scenarios = names;
   if (duration == 0) duration = 20.0 / static_cast<double>(scenarios.size());
 
+  bool pid_namespaces = pid_namespaces_wanted && mode == "fork";
+  if (pid_namespaces_wanted && mode != "fork") {
+    std::printf(
+        "shmtorture: workers share this PID namespace: --pid-namespaces is for forked "
+        "workers\n");
+  }
+  if (replayed) pid_namespaces = replayed->options.pid_namespaces;
+  if (pid_namespaces) {
+    if (auto why = framework::pid_namespaces_unavailable()) {
+      std::printf("shmtorture: workers share this PID namespace: %s\n", why->c_str());
+      pid_namespaces = false;
+    }
+  }
   tools::TortureRun run;
   run.seed = seed;
   // Ctrl-C or SIGTERM: the running scenario stops as at its end (workers
   // stopped, invariants checked), the reports say interrupted, exit 128 + signal.
   sys::set_signal_handler(SIGINT, &request_stop, 0);
   sys::set_signal_handler(SIGTERM, &request_stop, 0);
-  std::printf("shmtorture: seed %llu, %u workers, %s, %zu scenario(s)\n",
-              static_cast<unsigned long long>(seed), workers,
-              kills != 0 ? (std::to_string(kills) + " kills each").c_str()
-                         : (std::to_string(duration) + " s each").c_str(),
+  const std::string amount =
+      kills != 0 ? std::to_string(kills) + " kills each" : std::to_string(duration) + " s each";
+  std::printf("shmtorture: seed %llu, %u workers%s, %s, %zu scenario(s)\n",
+              static_cast<unsigned long long>(seed), replayed ? replayed->options.workers : workers,
+              pid_namespaces ? " (each in its own PID namespace)" : "", amount.c_str(),
               scenarios.size());
   bool interactive = !quiet && ::isatty(STDERR_FILENO) != 0;
   try {
@@ -173,10 +193,12 @@ int main(int argc, char** argv) {
       options.duration_s = duration;
       options.max_kills = kills;
       options.perturb = !no_perturb;
+      options.pid_namespaces = pid_namespaces;
       options.kills_per_s = kill_rate;
       options.stalls_per_s = stall_rate;
       options.mode = mode == "spawn" ? framework::WorkerMode::Spawn : framework::WorkerMode::Fork;
       if (replayed) options = replayed->options;
+      options.pid_namespaces = pid_namespaces;
       options.required_points = required;
       options.program = argv[0];
       options.stop_requested = &g_stop_signal;

@@ -19,6 +19,7 @@
 
 #include "shmutils/framework/address_perturbation.hpp"
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/framework/pid_namespace.hpp"
 #include "shmutils/framework/zygote.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
@@ -106,6 +107,8 @@ int run_worker(Scenario& scenario, Segment& segment, Witness& witness, std::uint
   g_record = &record;
   install_crash_handlers();
   record.mapped_base.store(reinterpret_cast<std::uintptr_t>(segment.base()));
+  record.pid_namespace.store(sys::pid_namespace_id(), std::memory_order_relaxed);
+  record.own_pid.store(sys::getpid(), std::memory_order_release);
   g_point_count = 0;
   for (std::uint32_t i = 0; i < witness.point_count(); ++i) {
     FaultPoint* point = find_fault_point(witness.point_name(static_cast<std::int32_t>(i)));
@@ -195,6 +198,9 @@ class Run {
   std::size_t dying_count() const;
   void top_up();
   std::string lock_report();
+  // Whether `holder` (as a lock records it, in the holder's namespace) is
+  // this worker.
+  bool holds(const LiveWorker& worker, const LockHolder& holder) const;
   std::string all_stacks_and_holders();
   void sample_lock_holds(bool final);
 
@@ -285,10 +291,11 @@ void Run::start_worker() {
       worker.process = ChildProcess::spawn(worker_program_, argv, nullptr, {{out, 1}, {out, 2}});
     }
   } else {
-    worker.process =
-        ChildProcess::fork([&scenario, &segment, &witness, incarnation, &options, out] {
-          return fork_worker_main(scenario, segment, witness, incarnation, options, out);
-        });
+    auto body = [&scenario, &segment, &witness, incarnation, &options, out] {
+      return fork_worker_main(scenario, segment, witness, incarnation, options, out);
+    };
+    worker.process = options_.pid_namespaces ? ChildProcess::fork_in_new_pid_namespace(body)
+                                             : ChildProcess::fork(body);
   }
   record.pid.store(worker.process.pid());
   worker.output = std::move(read_end);
@@ -315,9 +322,7 @@ void Run::sample_lock_holds(bool final) {
     }
     open = OpenHold{};
     for (const LiveWorker& worker : live_) {
-      if (lock.holder.pid != 0 && worker.process.pid() == lock.holder.pid) {
-        open = OpenHold{lock.holder.pid, worker.incarnation, now};
-      }
+      if (holds(worker, lock.holder)) open = OpenHold{lock.holder.pid, worker.incarnation, now};
     }
   }
   if (final) {
@@ -340,15 +345,23 @@ std::string Run::all_stacks_and_holders() {
   return text + "lock holders:\n" + lock_report();
 }
 
+bool Run::holds(const LiveWorker& worker, const LockHolder& holder) const {
+  if (holder.pid == 0) return false;
+  const WorkerRecord& record = witness_->worker(worker.incarnation);
+  return record.own_pid.load(std::memory_order_acquire) == holder.pid &&
+         record.pid_namespace.load(std::memory_order_relaxed) == holder.pid_namespace;
+}
+
 std::string Run::lock_report() {
   std::string text;
   for (const NamedLockHolder& lock : scenario_.lock_holders(segment_)) {
     text += "  lock " + lock.lock + ": ";
-    if (lock.holder.tid == 0) {
-      text += "free";
-    } else {
-      text += "held by pid " + std::to_string(lock.holder.pid) + " tid " +
-              std::to_string(lock.holder.tid);
+    text += lock.holder.tid == 0 ? std::string("free") : "held by " + to_string(lock.holder);
+    for (const LiveWorker& worker : live_) {
+      if (holds(worker, lock.holder)) {
+        text += " = worker " + std::to_string(worker.incarnation) + " (pid " +
+                std::to_string(worker.process.pid()) + " here)";
+      }
     }
     if (lock.holder.owner_died) text += " (owner died, repair pending)";
     text += "\n";
@@ -497,8 +510,7 @@ void Run::scheduled_actions() {
     if (by_holder) {
       for (const NamedLockHolder& lock : scenario_.lock_holders(segment_)) {
         for (std::size_t i = 0; i < live_.size(); ++i) {
-          if (lock.holder.pid != 0 && live_[i].process.pid() == lock.holder.pid &&
-              live_[i].resume_at_ns == 0 && !live_[i].dying) {
+          if (holds(live_[i], lock.holder) && live_[i].resume_at_ns == 0 && !live_[i].dying) {
             victim = i;
             detail = "holder of " + lock.lock;
           }
@@ -583,9 +595,11 @@ void Run::finish() {
         int stop_signal = 0;
         if (worker.process.poll(&stop_signal) == ChildProcess::State::Stopped) {
           WorkerRecord& record = witness_->worker(worker.incarnation);
-          if (static_cast<WorkerState>(record.state.load()) == WorkerState::Crashed) {
+          auto recorded = static_cast<WorkerState>(record.state.load());
+          if (recorded == WorkerState::Crashed) {
             handle_crash(i);
-          } else {  // it reached its planned point while finishing: kill it as planned
+          } else if (recorded == WorkerState::StoppedAtFaultPoint) {
+            // it reached its planned point while finishing: kill it as planned
             std::int32_t point = record.stopped_at_point.load();
             if (point >= 0) witness_->kills(point).fetch_add(1);
             kill_worker(i, EventKind::KillAtPoint, "at " + std::string(witness_->point_name(point)),
@@ -642,6 +656,16 @@ RunReport Run::execute() {
                                        {.max_processes = 256, .heap = scenario_.uses_heap()});
   scenario_.setup(segment_, *witness_);
   use_zygote_ = options_.mode == WorkerMode::Fork && zygote_started() && sys::thread_count() > 1;
+  if (options_.pid_namespaces) {
+    if (options_.mode == WorkerMode::Spawn || use_zygote_) {
+      throw Error(ErrorKind::NotSupported, "harness", "run",
+                  "PID namespaces are for workers forked by a single-threaded caller, not for "
+                  "spawned workers or the zygote's");
+    }
+    if (auto why = pid_namespaces_unavailable()) {
+      throw Error(ErrorKind::NotSupported, "harness", "run", *why);
+    }
+  }
   if (options_.mode == WorkerMode::Spawn || use_zygote_) {
     if (options_.mode == WorkerMode::Spawn) {
       worker_program_ = options_.worker_program.empty() ? self_program() : options_.worker_program;
@@ -880,6 +904,7 @@ std::string replay_token(const std::string& scenario, const RunOptions& options)
   out << "shmutils1:" << scenario << ":seed=" << options.seed << ":workers=" << options.workers
       << ":kills=" << options.max_kills << ":duration=" << exact(options.duration_s)
       << ":perturb=" << (options.perturb ? 1 : 0)
+      << ":pid_namespaces=" << (options.pid_namespaces ? 1 : 0)
       << ":mode=" << (options.mode == WorkerMode::Spawn ? "spawn" : "fork")
       << ":kill_rate=" << exact(options.kills_per_s)
       << ":stall_rate=" << exact(options.stalls_per_s)
@@ -936,9 +961,9 @@ ReplaySpec parse_replay_token(std::string_view token) {
     }
     return result;
   };
-  const std::vector<std::string> expected{"seed",        "workers", "kills",     "duration",
-                                          "perturb",     "mode",    "kill_rate", "stall_rate",
-                                          "point_share", "max_hit"};
+  const std::vector<std::string> expected{"seed",       "workers",        "kills",  "duration",
+                                          "perturb",    "pid_namespaces", "mode",   "kill_rate",
+                                          "stall_rate", "point_share",    "max_hit"};
   std::vector<std::string> seen;
   for (std::size_t i = 1; i < parts.size(); ++i) {
     std::size_t eq = parts[i].find('=');
@@ -960,6 +985,9 @@ ReplaySpec parse_replay_token(std::string_view token) {
     } else if (key == "perturb") {
       if (value != "0" && value != "1") return bad("perturb must be 0 or 1");
       o.perturb = value == "1";
+    } else if (key == "pid_namespaces") {
+      if (value != "0" && value != "1") return bad("pid_namespaces must be 0 or 1");
+      o.pid_namespaces = value == "1";
     } else if (key == "mode") {
       if (value != "fork" && value != "spawn") return bad("mode must be fork or spawn");
       o.mode = value == "spawn" ? WorkerMode::Spawn : WorkerMode::Fork;

@@ -286,6 +286,10 @@ RegisteredLiveness registered_liveness(const void* where, const RecordedProcess&
   std::vector<RegistryView> views =
       Attachments::instance().registries_within(mapping->base, mapping->base + mapping->size);
   if (views.empty()) return RegisteredLiveness::NoRegistry;
+  // Namespace ids are recycled once a namespace is gone: a dead process's
+  // slot not yet reaped may carry the very pid and namespace of a live one.
+  // Any live match means alive.
+  bool dead_match = false;
   for (const RegistryView& view : views) {
     for (std::uint32_t i = 0; i < view.capacity; ++i) {
       SlotInfo slot = view.inspect(i);
@@ -294,10 +298,11 @@ RegisteredLiveness registered_liveness(const void* where, const RecordedProcess&
         continue;
       }
       if (process.start_time != 0 && slot.start_time != process.start_time) continue;
-      return slot.alive ? RegisteredLiveness::Alive : RegisteredLiveness::Dead;
+      if (slot.alive) return RegisteredLiveness::Alive;
+      dead_match = true;
     }
   }
-  return RegisteredLiveness::NoSlot;
+  return dead_match ? RegisteredLiveness::Dead : RegisteredLiveness::NoSlot;
 }
 
 }  // namespace detail

@@ -81,7 +81,13 @@ pid_t current_tid() noexcept {
 
 pid_t current_pid() noexcept { return sys::getpid(); }
 
-bool RobustFutex::held_by_this_thread() const noexcept { return holder_tid() == current_tid(); }
+bool RobustFutex::held_by_this_thread() const noexcept {
+  try {
+    return held_by(context(), word.load(std::memory_order_relaxed));
+  } catch (...) {
+    return false;
+  }
+}
 
 void RobustFutex::note_holder_seen() noexcept {
   std::uint64_t unseen = 0;
@@ -98,15 +104,12 @@ RobustFutex::Outcome RobustFutex::try_lock() noexcept {
   } catch (...) {
     return Outcome::Busy;
   }
-  detail::set_pending(*t, this);
   std::uint32_t v = word.load(std::memory_order_relaxed);
   for (;;) {
-    if ((v & kTidMask) != 0) {
-      detail::set_pending(*t, nullptr);
-      return Outcome::Busy;
-    }
+    if ((v & kTidMask) != 0) return Outcome::Busy;
     // Free, possibly marked owner-died: keep the waiters bit, drop owner-died.
     std::uint32_t desired = static_cast<std::uint32_t>(t->tid) | (v & kWaiters);
+    detail::set_pending(*t, this);  // only around the attempt: see lock_contended
     if (word.compare_exchange_weak(v, desired, std::memory_order_acquire,
                                    std::memory_order_relaxed)) {
       link(*t);
@@ -115,13 +118,19 @@ RobustFutex::Outcome RobustFutex::try_lock() noexcept {
       fp_lock_acquired.reached();
       return (v & kOwnerDied) != 0 ? Outcome::OwnerDied : Outcome::Acquired;
     }
+    detail::set_pending(*t, nullptr);
   }
 }
 
 RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64_t deadline_ns) {
   detail::ThreadLockContext& t = context();
-  if ((seen & kTidMask) == static_cast<std::uint32_t>(t.tid)) {
-    detail::set_pending(t, nullptr);
+  // The kernel treats a dying thread's pending lock as held by it when the
+  // word carries its tid; a tid is unique only within a PID namespace, so a
+  // waiter killed with the pending mark set would release the lock of a
+  // holder elsewhere that has the same tid. The mark is set only around each
+  // attempt to take the word, never while waiting.
+  detail::set_pending(t, nullptr);
+  if (held_by(t, seen)) {
     throw Error(ErrorKind::InvalidArgument, "robust lock", "lock",
                 "this thread already holds it (use RecursiveMutex to lock twice)");
   }
@@ -131,6 +140,7 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
   for (;;) {
     if ((v & kTidMask) == 0) {
       std::uint32_t desired = static_cast<std::uint32_t>(t.tid) | (v & kWaiters) | assume_waiters;
+      detail::set_pending(t, this);
       if (word.compare_exchange_weak(v, desired, std::memory_order_acquire,
                                      std::memory_order_relaxed)) {
         link(t);
@@ -139,6 +149,7 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
         fp_lock_acquired.reached();
         return (v & kOwnerDied) != 0 ? Outcome::OwnerDied : Outcome::Acquired;
       }
+      detail::set_pending(t, nullptr);
       continue;
     }
     if ((v & kWaiters) == 0) {
@@ -147,10 +158,7 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
     }
     note_holder_seen();
     std::uint64_t now = sys::monotonic_ns();
-    if (deadline_ns != 0 && now >= deadline_ns) {
-      detail::set_pending(t, nullptr);
-      return Outcome::TimedOut;
-    }
+    if (deadline_ns != 0 && now >= deadline_ns) return Outcome::TimedOut;
     std::uint64_t slice_end = now + kLivenessCheckNs;
     if (deadline_ns != 0 && deadline_ns < slice_end) slice_end = deadline_ns;
     if (sys::futex_wait(word, v, slice_end) == sys::FutexWaitResult::TimedOut) {
@@ -179,7 +187,7 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
 void RobustFutex::unlock_slow() {
   detail::ThreadLockContext& t = context();
   std::uint32_t v = word.load(std::memory_order_relaxed);
-  if ((v & kTidMask) != static_cast<std::uint32_t>(t.tid)) {
+  if (!held_by(t, v)) {
     throw Error(ErrorKind::InvalidArgument, "robust lock", "unlock",
                 "this thread does not hold it (holder tid " + std::to_string(v & kTidMask) + ")");
   }
@@ -188,8 +196,8 @@ void RobustFutex::unlock_slow() {
   detail::set_pending(t, this);
   unlink();
   v = word.exchange(0, std::memory_order_release);
+  detail::set_pending(t, nullptr);  // before the wake-up: see unlock()
   if ((v & kWaiters) != 0) wake_one();
-  detail::set_pending(t, nullptr);
 }
 
 }  // namespace shmutils

@@ -328,9 +328,41 @@ bool proc_shows_this_namespace() noexcept {
   return ours;
 }
 
+namespace {
+// Writes text to a /proc file; 0 or the errno.
+int write_proc_file(const char* path, const std::string& text) noexcept {
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd == -1) return errno;
+  bool ok = write_all(fd, text);
+  int err = ok ? 0 : errno;
+  (void)::close(fd);
+  return err;
+}
+}  // namespace
+
 int unshare_pid_namespace(bool own_proc) noexcept {
   int flags = CLONE_NEWPID | (own_proc ? CLONE_NEWNS : 0);
-  return ::unshare(flags) == 0 ? 0 : errno;
+  const uid_t uid = ::geteuid();
+  const gid_t gid = ::getegid();
+  // Without root, a user namespace of our own grants the right; mapping our
+  // ids onto themselves keeps the files we own ours inside it.
+  if (uid != 0) flags |= CLONE_NEWUSER;
+  if (::unshare(flags) != 0) return errno;
+  if (uid == 0) return 0;
+  try {
+    if (int err = write_proc_file("/proc/self/setgroups", "deny"); err != 0 && err != ENOENT) {
+      return err;
+    }
+    if (int err = write_proc_file("/proc/self/uid_map",
+                                  std::to_string(uid) + " " + std::to_string(uid) + " 1");
+        err != 0) {
+      return err;
+    }
+    return write_proc_file("/proc/self/gid_map",
+                           std::to_string(gid) + " " + std::to_string(gid) + " 1");
+  } catch (...) {  // std::to_string's allocation
+    return ENOMEM;
+  }
 }
 
 int mount_own_proc() noexcept {

@@ -30,6 +30,13 @@ using ExitStatus = sys::ExitStatus;
 class ChildProcess {
  public:
   static ChildProcess fork(const std::function<int()>& body);
+  // Forks a child that runs body in a new PID namespace of its own, as a
+  // process of a container would (pid_namespace.hpp says when it is
+  // permitted). pid() is the body's process as this namespace numbers it
+  // (signals, ptrace, stop detection through /proc); its end is reported as
+  // the body's own, carried by the two processes that hold the namespace: a
+  // carrier here, and the namespace's init, whose only child the body is.
+  static ChildProcess fork_in_new_pid_namespace(const std::function<int()>& body);
   // Exec's `path`; `redirect` maps fds of this process onto the child's
   // (e.g. {pipe, 1}). The child should set its own PR_SET_PDEATHSIG (posix_spawn
   // cannot): run_spawned_worker does.
@@ -67,8 +74,10 @@ class ChildProcess {
   const std::optional<ExitStatus>& status() const noexcept { return status_; }
 
  private:
-  explicit ChildProcess(pid_t pid) noexcept : pid_(pid) {}
+  explicit ChildProcess(pid_t pid) noexcept : pid_(pid), wait_pid_(pid) {}
+  ChildProcess(pid_t pid, pid_t wait_pid) noexcept : pid_(pid), wait_pid_(wait_pid) {}
   pid_t pid_ = -1;
+  pid_t wait_pid_ = -1;  // the child this process waits for (pid_ unless namespaced)
   std::optional<ExitStatus> status_;
 };
 

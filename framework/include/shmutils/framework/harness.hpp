@@ -51,6 +51,10 @@ struct RunOptions {
   double duration_s = 4.0;      // stop after this long ...
   std::uint64_t max_kills = 0;  // ... or this many kills (0: no limit)
   bool perturb = true;
+  // Each forked worker runs in a PID namespace of its own, as a container
+  // sharing /dev/shm would (framework/pid_namespace.hpp says when that is
+  // permitted; the run fails with NotSupported where not). Fork mode only.
+  bool pid_namespaces = false;
   double point_death_share = 0.5;  // share of incarnations planned to die at a fault point
   std::uint64_t max_planned_hit = 200;
   double kills_per_s = 400;  // harness-initiated kills (random time / lock holder)

@@ -42,6 +42,10 @@ struct WorkerRecord {
   std::atomic<std::int32_t> crash_signal;
   std::atomic<std::uint64_t> started_ns;
   std::atomic<std::uint64_t> ended_ns;
+  // The worker's own pid and PID namespace, as lock holders record them (in
+  // its own namespace: `pid` is the harness's number for it).
+  std::atomic<std::int32_t> own_pid;
+  std::atomic<std::uint64_t> pid_namespace;
   // Scenario-defined in-flight record (an intent), written by the worker
   // before an operation and cleared after; read by the oracle after a kill.
   std::array<std::atomic<std::uint64_t>, 8> in_flight;

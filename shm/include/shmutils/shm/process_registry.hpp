@@ -193,8 +193,8 @@ class ProcessRegistry {
 namespace detail {
 enum class RegisteredLiveness { Alive, Dead, NoSlot, NoRegistry };
 // Asks the registries of this process's attachments of the segment holding
-// `where` about the slot that names `process` (pid and namespace, start time
-// when recorded).
+// `where` about the slots that name `process` (pid and namespace, start time
+// when recorded): Alive when any of them lives.
 RegisteredLiveness registered_liveness(const void* where, const RecordedProcess& process);
 }  // namespace detail
 

@@ -27,6 +27,12 @@
 //                by note_holder_seen() (tools). The holder itself only clears it:
 //                a clock read on every acquisition would cost a quarter of an
 //                uncontended lock, and nobody needs the time of an uncontested hold.
+//   Ownership:   a tid names a thread only in its namespace, and containers
+//                all number from 1: "this thread holds it" means the word's
+//                tid, holder_pid and holder_pid_namespace are all ours. (The
+//                holder writes those two after taking the word and clears the
+//                pid before releasing it, so they never read as ours for
+//                another holder.)
 //   Liveness:    the kernel releases a dead holder's lock, in any namespace.
 //                A waiter also checks, every 200 ms, that a holder in its own
 //                PID namespace still exists (for holders whose robust list the
@@ -89,6 +95,8 @@ struct RobustFutex {
     return static_cast<pid_t>(word.load(std::memory_order_relaxed) & kTidMask);
   }
   bool held_by_this_thread() const noexcept;
+  // Whether the holder fields name the thread of `t` (see "Ownership").
+  bool held_by(const detail::ThreadLockContext& t, std::uint32_t word_seen) const noexcept;
 };
 
 static_assert(std::is_standard_layout_v<RobustFutex>);
@@ -171,10 +179,16 @@ inline RobustFutex::Outcome RobustFutex::lock(std::uint64_t deadline_ns) {
   return lock_contended(seen, deadline_ns);
 }
 
+inline bool RobustFutex::held_by(const detail::ThreadLockContext& t,
+                                 std::uint32_t word_seen) const noexcept {
+  return (word_seen & kTidMask) == static_cast<std::uint32_t>(t.tid) &&
+         holder_pid.load(std::memory_order_relaxed) == t.pid &&
+         holder_pid_namespace.load(std::memory_order_relaxed) == t.pid_namespace;
+}
+
 inline void RobustFutex::unlock() {
   detail::ThreadLockContext& t = detail::t_lock_context;
-  if (t.head == nullptr ||
-      (word.load(std::memory_order_relaxed) & kTidMask) != static_cast<std::uint32_t>(t.tid) ||
+  if (t.head == nullptr || !held_by(t, word.load(std::memory_order_relaxed)) ||
       detail::g_fault_hook.load(std::memory_order_relaxed) != nullptr) [[unlikely]] {
     unlock_slow();
     return;
@@ -183,9 +197,13 @@ inline void RobustFutex::unlock() {
   detail::set_pending(t, this);
   unlink();
   std::uint32_t v = word.exchange(0, std::memory_order_release);
+  // Cleared before the wake-up: once the word is free, another namespace's
+  // thread with our tid may take it, and the kernel would release its lock
+  // if we died still marked pending. (Dying before the wake-up costs a
+  // waiter one liveness slice, not the lock.)
+  detail::set_pending(t, nullptr);
   if ((v & kWaiters) != 0) [[unlikely]]
     wake_one();
-  detail::set_pending(t, nullptr);
 }
 
 // Throws NotSupported when the C library's robust list is not laid out as

@@ -135,7 +135,8 @@ std::uint64_t pid_namespace_id() noexcept;
 // without --mount-proc): /proc/<pid> then names another process than our
 // pid does, and process_start_time() cannot be used on our pids.
 bool proc_shows_this_namespace() noexcept;
-// unshare(CLONE_NEWPID): this process's later children start a new PID
+// unshare(CLONE_NEWPID) (with CLONE_NEWUSER and our ids mapped onto
+// themselves when not root): this process's later children start a new PID
 // namespace (the first is its init). With own_proc, a new mount namespace
 // too, in which that init can mount a /proc of its own (mount_own_proc), as
 // a container has. Returns 0, or the errno.

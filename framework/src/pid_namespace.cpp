@@ -1,0 +1,19 @@
+#include "shmutils/framework/pid_namespace.hpp"
+
+#include <cstring>
+
+#include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/sys.hpp"
+
+namespace shmutils::framework {
+
+std::optional<std::string> pid_namespaces_unavailable() {
+  ChildProcess probe = ChildProcess::fork([] { return sys::unshare_pid_namespace(); });
+  ExitStatus status = probe.wait();
+  if (status.success()) return std::nullopt;
+  std::string why = status.exited ? std::strerror(status.exit_code) : status.to_string();
+  return "this process may not create PID namespaces (" + why +
+         "): run as root, or where unprivileged user namespaces are allowed";
+}
+
+}  // namespace shmutils::framework
