@@ -67,7 +67,8 @@ ChildProcess ChildProcess::fork_in_new_pid_namespace(const std::function<int()>&
   // then ends as the body ended.
   ChildProcess carrier = fork([&body, report]() -> int {
     if (int err = sys::unshare_pid_namespace(); err != 0) {
-      std::fprintf(stderr, "cannot create a PID namespace: %s\n", std::strerror(err));
+      std::fprintf(stderr, "%s\n",
+                   Error(ErrorKind::System, "pid namespace", "unshare", "", err).what());
       return 72;
     }
     pid_t init = sys::fork("pid namespace init");

@@ -1,8 +1,7 @@
 #include "shmutils/framework/pid_namespace.hpp"
 
-#include <cstring>
-
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/error.hpp"
 #include "shmutils/shm/sys.hpp"
 
 namespace shmutils::framework {
@@ -11,7 +10,9 @@ std::optional<std::string> pid_namespaces_unavailable() {
   ChildProcess probe = ChildProcess::fork([] { return sys::unshare_pid_namespace(); });
   ExitStatus status = probe.wait();
   if (status.success()) return std::nullopt;
-  std::string why = status.exited ? std::strerror(status.exit_code) : status.to_string();
+  std::string why = status.exited
+                        ? Error(ErrorKind::System, "", "unshare", "", status.exit_code).what()
+                        : status.to_string();
   return "this process may not create PID namespaces (" + why +
          "): run as root, or where unprivileged user namespaces are allowed";
 }
