@@ -45,10 +45,10 @@ void open_and_audit(const std::vector<std::uint8_t>& bytes) {
     if (h.allocator.size != 0) {
       HeapAudit audit =
           Heap::audit_offline(segment.base(), segment.mapped_size(), h.allocator.offset,
-                              h.allocator.size, segment.registry().table());
+                              h.allocator.size, segment.registry().view());
       (void)audit;
       (void)Heap::dump_offline(segment.base(), segment.mapped_size(), h.allocator.offset,
-                               h.allocator.size, segment.registry().table());
+                               h.allocator.size, segment.registry().view());
     }
   } catch (const Error&) {
     // A clear rejection is the expected outcome for most inputs.
