@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -152,7 +153,7 @@ TEST_F(MutexTest, AWaiterReleasesALockWhoseDeadHolderTheKernelMissed) {
   auto ghost = framework::ChildProcess::fork([] { return 0; });
   pid_t dead = ghost.pid();
   ASSERT_TRUE(ghost.wait().success());
-  pair_->mutex.futex().holder_pid_namespace.store(sys::pid_namespace_id());
+  pair_->mutex.futex().holder_pid_namespace.store(static_cast<std::uint32_t>(sys::pid_namespace_id()));
   pair_->mutex.futex().holder_pid.store(dead);
   pair_->mutex.futex().word.store(static_cast<std::uint32_t>(dead));
   EXPECT_EQ(pair_->mutex.try_acquire(), LockResult::Busy);
@@ -182,7 +183,7 @@ TEST_F(MutexTest, AHolderInAnotherPidNamespaceIsJudgedByItsRegistrySlot) {
   ASSERT_TRUE(ghost.wait().success());
   const std::uint64_t elsewhere = sys::pid_namespace_id() + 1;
   UniqueFd liveness = register_foreign_process(segment_, dead_here, elsewhere);
-  pair_->mutex.futex().holder_pid_namespace.store(elsewhere);
+  pair_->mutex.futex().holder_pid_namespace.store(static_cast<std::uint32_t>(elsewhere));
   pair_->mutex.futex().holder_pid.store(dead_here);
   pair_->mutex.futex().word.store(static_cast<std::uint32_t>(dead_here));
   EXPECT_EQ(pair_->mutex.acquire_for(700ms), LockResult::TimedOut) << "its slot says it lives";
@@ -204,7 +205,7 @@ TEST_F(MutexTest, AHolderWithOurTidInAnotherPidNamespaceIsNotThisThread) {
   const auto tid = static_cast<std::uint32_t>(sys::gettid());
   UniqueFd liveness = register_foreign_process(segment_, self, elsewhere);
   Mutex& mutex = pair_->mutex;
-  mutex.futex().holder_pid_namespace.store(elsewhere);
+  mutex.futex().holder_pid_namespace.store(static_cast<std::uint32_t>(elsewhere));
   mutex.futex().holder_pid.store(self);
   mutex.futex().word.store(tid);
   EXPECT_FALSE(mutex.held_by_this_thread());
@@ -216,6 +217,42 @@ TEST_F(MutexTest, AHolderWithOurTidInAnotherPidNamespaceIsNotThisThread) {
   mutex.futex().holder_pid.store(0);
   liveness.reset();
   EXPECT_EQ(segment_.registry().reap_dead(), 1U);
+}
+
+// The kernel releases a dying thread's pending lock when the lock word holds
+// the dying thread's tid, and tids repeat across PID namespaces: a thread
+// killed while about to take (or just after releasing) a lock that a thread
+// with the same tid in another container holds makes the kernel mark that
+// live holder's lock owner-died. Simulated here in one namespace: a child
+// writes its tid into the word of a lock we hold, marks it pending and dies.
+TEST_F(MutexTest, AnOwnerDiedMarkTheKernelMadeForAnotherThreadsTidLeavesTheLockWithItsHolder) {
+  Mutex& mutex = pair_->mutex;
+  ASSERT_EQ(mutex.acquire(), LockResult::Acquired);
+  RobustFutex& futex = mutex.futex();
+  auto twin = framework::ChildProcess::fork([&futex] {
+    detail::ThreadLockContext& t = detail::init_lock_context();
+    futex.word.store(static_cast<std::uint32_t>(t.tid));
+    detail::set_pending(t, &futex);
+    ::raise(SIGKILL);
+    return 1;
+  });
+  EXPECT_EQ(twin.wait().signal, SIGKILL);
+  ASSERT_EQ(futex.word.load() & (RobustFutex::kTidMask | RobustFutex::kOwnerDied),
+            RobustFutex::kOwnerDied)
+      << "the kernel did not mark the word (the simulation no longer matches the kernel)";
+  EXPECT_TRUE(mutex.held_by_this_thread());
+  LockResult other_thread = LockResult::Acquired;
+  std::thread([&] { other_thread = mutex.acquire_for(300ms); }).join();
+  EXPECT_EQ(other_thread, LockResult::TimedOut) << "taken from its live holder";
+  auto other_process = framework::ChildProcess::fork(
+      [&mutex] { return mutex.try_acquire() == LockResult::Busy ? 0 : 1; });
+  EXPECT_TRUE(other_process.wait().success()) << "try_acquire took it from its live holder";
+  EXPECT_NO_THROW(mutex.release());
+  std::thread([&] {
+    other_thread = mutex.acquire_for(5s);
+    if (holds_lock(other_thread)) mutex.release();
+  }).join();
+  EXPECT_EQ(other_thread, LockResult::Acquired) << "the holder released a consistent lock";
 }
 
 TEST_F(MutexTest, ReleasingWithoutMarkingConsistentLeavesTheRepairToTheNextAcquirer) {

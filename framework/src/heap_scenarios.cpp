@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,16 +35,21 @@ void worker_violation(Witness& witness, std::uint64_t detail) {
   }
 }
 
-// A lane owned by one live worker at a time. Taking over a dead worker's lane
-// first waits until the dead process is reaped: its in-flight allocate-into
-// or free_from on the lane's table is then settled (Heap, "No leak").
-std::size_t claim_lane(std::array<std::atomic<std::int32_t>, kLanes>& owners, Heap& heap) {
-  const std::int32_t self = sys::getpid();
+// A lane owned by one live worker at a time, named by its registry claim
+// (pids repeat when workers live in PID namespaces of their own). Taking over
+// a dead worker's lane first waits until the dead process is reaped: its
+// in-flight allocate-into or free_from on the lane's table is then settled
+// (Heap, "No leak").
+std::size_t claim_lane(std::array<std::atomic<std::uint64_t>, kLanes>& owners, Segment& segment) {
+  const Heap& heap = segment.heap();
+  const RegistryView& registry = segment.registry().view();
+  const std::uint64_t self = heap.claim().packed();
   for (;;) {
     for (std::size_t lane = 0; lane < kLanes; ++lane) {
-      std::int32_t owner = owners[lane].load();
-      if (owner != 0 && sys::process_start_time(owner).has_value()) continue;
-      if (owner != 0 && !heap.await_reap(owner, 5000)) continue;
+      std::uint64_t owner = owners[lane].load();
+      const SlotClaim claim = SlotClaim::unpack(owner);
+      if (std::optional<SlotInfo> slot = registry.find(claim); slot && slot->alive) continue;
+      if (!heap.await_reap(claim, 5000)) continue;
       if (owners[lane].compare_exchange_strong(owner, self)) return lane;
     }
     sys::sleep_ns(1'000'000);
@@ -92,7 +98,7 @@ std::uint64_t live_bytes_except(Heap& heap, const std::vector<std::uint64_t>& re
 // --- allocator churn ---------------------------------------------------------
 
 struct ChurnRoot {
-  std::array<std::atomic<std::int32_t>, kLanes> owners{};
+  std::array<std::atomic<std::uint64_t>, kLanes> owners{};
   std::array<std::array<std::atomic<std::uint64_t>, kSlots>, kLanes> tables{};
   // The tag each published block carries (0: none); unique per publication,
   // so stale bytes of an earlier block can never pass for a tag.
@@ -150,7 +156,7 @@ class AllocatorChurnScenario : public Scenario {
     Segment& segment = ctx.segment();
     Heap& heap = segment.heap();
     ChurnRoot* root = segment.names().find<ChurnRoot>("churn");
-    std::size_t lane = claim_lane(root->owners, heap);
+    std::size_t lane = claim_lane(root->owners, segment);
     auto& table = root->tables[lane];
     auto& tags = root->tags[lane];
     auto& random = ctx.random();
@@ -270,7 +276,7 @@ class AllocatorChurnScenario : public Scenario {
 // --- containers -----------------------------------------------------------
 
 struct ContainerRoot {
-  std::array<std::atomic<std::int32_t>, kLanes> owners{};
+  std::array<std::atomic<std::uint64_t>, kLanes> owners{};
   std::array<std::atomic<std::uint64_t>, kLanes> next_seq{};
   SharedQueue<std::uint64_t> queue{256};
   SharedHashMap<std::uint64_t, std::uint64_t> map{256};
@@ -302,7 +308,7 @@ class ContainersScenario : public Scenario {
     Segment& segment = ctx.segment();
     Heap& heap = segment.heap();
     auto* root = segment.names().find<ContainerRoot>("containers");
-    std::size_t lane = claim_lane(root->owners, heap);
+    std::size_t lane = claim_lane(root->owners, segment);
     auto& random = ctx.random();
     std::map<std::uint64_t, std::uint64_t> last_seen;  // this consumer's view, per producer
     while (!ctx.should_stop()) {

@@ -98,15 +98,17 @@ ClassLock::ClassLock(HeapView& v, std::uint32_t class_index) : v_(v), class_inde
   }
 }
 
-bool take_turn(std::atomic<std::uint32_t>& turn, std::uint32_t self, std::uint64_t deadline_ns) {
+bool take_turn(std::atomic<std::uint32_t>& turn, std::uint32_t self, int probe_fd,
+               std::uint64_t deadline_ns) {
   for (unsigned spins = 0;; ++spins) {
     std::uint32_t holder = 0;
     if (turn.compare_exchange_weak(holder, self, std::memory_order_acquire)) return true;
     if (spins < 64) continue;
     sys::yield();
-    if (spins % 256 == 0 && holder != 0 && holder != self &&
-        !sys::process_start_time(static_cast<pid_t>(holder)).has_value()) {
-      // Held by a process that no longer exists (an auditor killed mid-freeze).
+    if (spins % 256 == 0 && (holder & kAuditorTurn) != 0 && holder != self && probe_fd >= 0 &&
+        !sys::ofd_byte_locked_elsewhere(probe_fd, kAuditorLockOffset + (holder & ~kAuditorTurn),
+                                        "heap auditor")) {
+      // Held by an auditor that no longer exists (killed mid-freeze).
       if (turn.compare_exchange_strong(holder, self, std::memory_order_acquire)) return true;
     }
     if (deadline_ns != 0 && spins % 64 == 0 && sys::monotonic_ns() >= deadline_ns) return false;
@@ -118,8 +120,8 @@ namespace {
 // This process's turn inside its own slot.
 class SlotTurn {
  public:
-  SlotTurn(SlotRecord& record, pid_t self) : lock_(record.op_lock) {
-    take_turn(lock_, static_cast<std::uint32_t>(self));
+  SlotTurn(const HeapView& v, SlotRecord& record) : lock_(record.op_lock) {
+    take_turn(lock_, kOwnerTurn, v.registry.probe_fd);
   }
   ~SlotTurn() { give_turn(lock_); }
   SlotTurn(const SlotTurn&) = delete;
@@ -448,6 +450,7 @@ Heap Heap::attach(std::byte* base, std::uint64_t mapped_size, std::uint64_t regi
   if (slot >= 0) {
     heap::SlotRecord& record = v.record(static_cast<std::uint32_t>(slot));
     record.pid.store(v.owner_pid, std::memory_order_relaxed);
+    v.claim = SlotClaim::of(v.registry.inspect(static_cast<std::uint32_t>(slot)));
   }
   return heap;
 }
@@ -560,7 +563,7 @@ std::uint64_t Heap::allocate_impl(std::size_t size, std::size_t alignment, heap:
   const std::uint32_t slot = slot_of(v);
   const std::uint64_t dest_at = dest_offset(v, dest);
   heap::SlotRecord& record = v.record(slot);
-  detail::SlotTurn turn(record, v.owner_pid);
+  detail::SlotTurn turn(v, record);
   const State final_state = State::make(kind, slot, type);
   if (may_fit && size <= heap::kMaxSmallSize && alignment <= kGranule) {
     const std::uint32_t c = detail::class_for(size);
@@ -655,7 +658,7 @@ void Heap::publish_impl(std::uint64_t offset, std::atomic<std::uint64_t>* dest) 
   const std::uint32_t slot = slot_of(v);
   const std::uint64_t dest_at = dest_offset(v, dest);
   heap::SlotRecord& record = v.record(slot);
-  detail::SlotTurn turn(record, v.owner_pid);
+  detail::SlotTurn turn(v, record);
   detail::SmallRef ref = detail::small_ref(v, offset);
   auto publish_word = [&](auto& word, auto current, auto published) {
     if (dest != nullptr) {
@@ -741,7 +744,7 @@ void Heap::free(std::uint64_t offset) {
   HeapView& v = writer(view_, "free");
   if (offset == 0) return;
   const std::uint32_t slot = slot_of(v);
-  detail::SlotTurn turn(v.record(slot), v.owner_pid);
+  detail::SlotTurn turn(v, v.record(slot));
   free_in_turn(v, slot, offset, "free");
 }
 
@@ -750,7 +753,7 @@ void Heap::free_from(std::atomic<std::uint64_t>& dest, std::uint64_t replacement
   const std::uint32_t slot = slot_of(v);
   const std::uint64_t dest_at = dest_offset(v, &dest);
   heap::SlotRecord& record = v.record(slot);
-  detail::SlotTurn turn(record, v.owner_pid);
+  detail::SlotTurn turn(v, record);
   std::uint64_t offset = dest.load(std::memory_order_acquire);
   if (offset == 0) v.fail(ErrorKind::InvalidArgument, "free_from", "the location holds no block");
   if (offset == replacement) {
@@ -796,7 +799,7 @@ void Heap::free_from(std::atomic<std::uint64_t>& dest, std::uint64_t replacement
 void Heap::flush_cache() {
   HeapView& v = writer(view_, "flush_cache");
   const std::uint32_t slot = slot_of(v);
-  detail::SlotTurn turn(v.record(slot), v.owner_pid);
+  detail::SlotTurn turn(v, v.record(slot));
   for (std::uint32_t c = 0; c < heap::kClassCount; ++c) {
     heap::ClassCache& cache = v.record(slot).caches[c];
     std::uint32_t count = cache.count.load(std::memory_order_relaxed);
@@ -923,6 +926,10 @@ void Heap::reclaim_slot(const SlotInfo& dead) const {
   fp_reap_resolved.reached();
   WholeHeapLock lock(v);
   sweep_slot(v, dead.index);
+  // A process that died inside the allocator left its turn taken; the next
+  // process in this slot must not wait for it.
+  std::uint32_t owner = detail::kOwnerTurn;
+  v.record(dead.index).op_lock.compare_exchange_strong(owner, 0, std::memory_order_release);
 }
 
 void Heap::release_slot() noexcept {
@@ -932,7 +939,7 @@ void Heap::release_slot() noexcept {
   HeapView& v = *view_;
   try {
     const std::uint32_t slot = slot_of(v);
-    detail::SlotTurn turn(v.record(slot), v.owner_pid);
+    detail::SlotTurn turn(v, v.record(slot));
     WholeHeapLock lock(v);
     sweep_slot(v, slot);
   } catch (const Error&) {

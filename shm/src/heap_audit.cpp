@@ -1,11 +1,14 @@
 // The allocator's audit, figures and dump. The walker reads through bounds
 // checks only, so it runs on a live heap (frozen first), on a segment nobody
 // uses, and on arbitrary bytes (the fuzzer feeds it those).
+#include <fcntl.h>
+
 #include <algorithm>
 #include <chrono>
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -464,17 +467,52 @@ HeapAudit Walker::run(bool want_entries) {
   return audit_;
 }
 
+// What an auditor writes into the turns it holds: a token whose byte of the
+// segment's file it keeps locked through a description of its own, so that the
+// slots' processes see it alive, in whatever namespace, until it dies.
+class AuditorToken {
+ public:
+  explicit AuditorToken(const detail::HeapView& v) {
+    if (v.registry.probe_fd < 0) return;  // an offline view: nobody to wait for us
+    const std::string object = "segment \"" + v.segment + "\"";
+    lock_fd_ = sys::reopen(v.registry.probe_fd, O_RDONLY, object);
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      std::uint32_t candidate = 0;
+      sys::random_bytes(std::as_writable_bytes(std::span(&candidate, 1)));
+      candidate &= ~detail::kAuditorTurn;
+      if (candidate == 0) continue;
+      const std::uint64_t byte = detail::kAuditorLockOffset + candidate;
+      // A byte nobody else locks: another auditor's token must not vouch for ours.
+      if (sys::ofd_byte_locked_elsewhere(lock_fd_.get(), byte, object)) continue;
+      if (!sys::try_ofd_lock_shared_byte(lock_fd_.get(), byte, object)) continue;
+      token_ = detail::kAuditorTurn | candidate;
+      return;
+    }
+    throw Error(ErrorKind::Timeout, object, "audit", "no free auditor token after 16 attempts");
+  }
+  // 0 when this view cannot be waited for (offline).
+  std::uint32_t value() const noexcept { return token_; }
+
+ private:
+  UniqueFd lock_fd_;  // closing it drops the lock
+  std::uint32_t token_ = 0;
+};
+
 // Holds every live process's turn, every class lock and the heap lock.
 class Freeze {
  public:
-  Freeze(detail::HeapView& v, unsigned timeout_ms) : v_(v) {
+  Freeze(detail::HeapView& v, unsigned timeout_ms) : v_(v), token_(v) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    const auto self = static_cast<std::uint32_t>(sys::getpid());
+    const std::uint32_t self = token_.value();
     for (std::uint32_t slot = 0; slot < v.registry.capacity; ++slot) {
       if (!v.registry.valid() || slot >= v.registry.capacity) break;
       SlotInfo info = v.registry.inspect(slot);
       if (info.state == SlotState::Free || !info.alive) continue;
-      if (detail::take_turn(v.record(slot).op_lock, self, sys::deadline_ns(deadline))) {
+      if (self == 0) {
+        incomplete_.push_back("process " + std::to_string(info.pid) + " (slot " +
+                              std::to_string(slot) + "): no descriptor to take turns with");
+      } else if (detail::take_turn(v.record(slot).op_lock, self, v.registry.probe_fd,
+                                   sys::deadline_ns(deadline))) {
         turns_.push_back(slot);
       } else {
         incomplete_.push_back("process " + std::to_string(info.pid) + " (slot " +
@@ -523,6 +561,7 @@ class Freeze {
   std::vector<std::uint32_t> turns_;
   std::vector<std::uint32_t> classes_;
   bool heap_ = false;
+  AuditorToken token_;
   std::vector<std::string> incomplete_;
 };
 
@@ -598,21 +637,18 @@ std::vector<HeapEntry> Heap::dump() const {
   return result;
 }
 
-bool Heap::await_reap(pid_t pid, unsigned timeout_ms) const {
-  if (view_ == nullptr) return true;
+bool Heap::await_reap(SlotClaim claim, unsigned timeout_ms) const {
+  if (view_ == nullptr || claim.empty()) return true;
   detail::HeapView& v = *view_;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
-    bool present = false;
-    for (std::uint32_t slot = 0; slot < v.registry.capacity; ++slot) {
-      SlotInfo info = v.registry.inspect(slot);
-      if (info.state != SlotState::Free && info.pid == pid) present = true;
-    }
-    if (!present) return true;
+    if (!v.registry.find(claim).has_value()) return true;
     if (auto registry = v.registry_owner.lock()) registry->reap_dead();
     if (std::chrono::steady_clock::now() >= deadline) return false;
     sys::sleep_ns(1'000'000);
   }
 }
+
+SlotClaim Heap::claim() const noexcept { return view_ == nullptr ? SlotClaim{} : view_->claim; }
 
 }  // namespace shmutils

@@ -51,6 +51,7 @@ struct HeapView {
   std::weak_ptr<ProcessRegistry> registry_owner;  // with the reapers, for await_reap
   std::string segment;
   std::int64_t slot = -1;  // this process's registry slot, -1 when not registered
+  SlotClaim claim;         // and its claim (names this process to others)
   std::chrono::milliseconds lock_timeout{10'000};  // SegmentOptions::lock_timeout
   pid_t owner_pid = 0;
   std::uint64_t fork_generation = 0;
@@ -91,11 +92,22 @@ std::uint64_t span_of(const HeapView& v, std::uint64_t offset) noexcept;
 
 // --- locks ------------------------------------------------------------
 // A slot's turn: its process's threads take turns inside the allocator, and an
-// auditor takes every live process's turn to freeze the heap. The word holds
-// the holder's pid, so a turn held by a dead auditor is taken over instead of
-// wedging the slot's process. deadline_ns 0 waits without bound.
-// `self` is the caller's pid (cached by the caller: getpid is a system call).
-bool take_turn(std::atomic<std::uint32_t>& turn, std::uint32_t self, std::uint64_t deadline_ns = 0);
+// auditor takes every live process's turn to freeze the heap. The word says
+// who holds it without naming a pid (pids repeat across PID namespaces, so a
+// pid cannot tell a dead auditor from a live one):
+//   kOwnerTurn           the slot's own process; if it dies holding it, the
+//                        reaper clears the word before the slot is reused.
+//   kAuditorTurn | token an auditor, alive while its open file description
+//                        locks byte kAuditorLockOffset + token of the
+//                        segment's file; the kernel drops that lock at death
+//                        in any namespace, and the owner then takes over.
+// deadline_ns 0 waits without bound (the holder being alive); probe_fd is the
+// segment's descriptor, used to test an auditor's lock.
+inline constexpr std::uint32_t kOwnerTurn = 1;
+inline constexpr std::uint32_t kAuditorTurn = std::uint32_t{1} << 31;
+inline constexpr std::uint64_t kAuditorLockOffset = kLivenessLockOffset + (std::uint64_t{1} << 40);
+bool take_turn(std::atomic<std::uint32_t>& turn, std::uint32_t self, int probe_fd,
+               std::uint64_t deadline_ns = 0);
 inline void give_turn(std::atomic<std::uint32_t>& turn) noexcept {
   turn.store(0, std::memory_order_release);
 }

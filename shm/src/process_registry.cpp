@@ -105,6 +105,13 @@ SlotInfo RegistryView::inspect(std::uint32_t index) const {
   return info;
 }
 
+std::optional<SlotInfo> RegistryView::find(SlotClaim claim) const {
+  if (claim.empty() || claim.slot > capacity) return std::nullopt;
+  SlotInfo info = inspect(claim.slot - 1);
+  if (info.state == SlotState::Free || SlotClaim::of(info) != claim) return std::nullopt;
+  return info;
+}
+
 Registration::Registration(RegistryTable* table, std::uint32_t slot, pid_t owner,
                            UniqueFd liveness) noexcept
     : table_(table), slot_(slot), owner_(owner), liveness_(std::move(liveness)) {}

@@ -3,7 +3,9 @@
 #include <linux/futex.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <optional>
 
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/process_liveness.hpp"
@@ -33,6 +35,7 @@ ThreadLockContext& init_lock_context() {
   t_lock_context.tid = sys::gettid();
   t_lock_context.pid = sys::getpid();
   t_lock_context.pid_namespace = sys::pid_namespace_id();
+  t_lock_context.start_time = sys::own_start_time().value_or(0);
   return t_lock_context;
 }
 
@@ -53,6 +56,13 @@ static_assert(offsetof(RobustFutex, list_next) - offsetof(RobustFutex, list_prev
 // kernel normally wakes us on its death; this covers a holder whose robust
 // list could not be walked (it unmapped the segment while holding, say).
 constexpr std::uint64_t kLivenessCheckNs = 200'000'000;
+// How long a waiter first sleeps on an owner-died mark whose recorded holder
+// still lives (see "Kernel marks"): a holder that really died is gone within
+// a few milliseconds of the mark (its files close just after its robust list
+// is walked); one that lives will release it, perhaps much later: back off.
+constexpr std::uint64_t kFirstMarkCheckNs = 1'000'000;
+// The kernel walks at most this many entries of a robust list (ROBUST_LIST_LIMIT).
+constexpr int kRobustListLimit = 2048;
 
 detail::ThreadLockContext& context() {
   return detail::t_lock_context.head != nullptr ? detail::t_lock_context
@@ -83,10 +93,58 @@ pid_t current_pid() noexcept { return sys::getpid(); }
 
 bool RobustFutex::held_by_this_thread() const noexcept {
   try {
-    return held_by(context(), word.load(std::memory_order_relaxed));
+    const detail::ThreadLockContext& t = context();
+    std::uint32_t v = word.load(std::memory_order_relaxed);
+    return held_by(t, v) || held_despite_mark(t, v);
   } catch (...) {
     return false;
   }
+}
+
+bool RobustFutex::linked_by(const detail::ThreadLockContext& t) const noexcept {
+  const auto self = reinterpret_cast<std::uintptr_t>(&list_next);
+  const auto head = reinterpret_cast<std::uintptr_t>(t.head);
+  std::uintptr_t entry = t.head->list;
+  for (int walked = 0; walked < kRobustListLimit; ++walked) {
+    entry &= ~std::uintptr_t{1};
+    if (entry == head || entry == 0) return false;
+    if (entry == self) return true;
+    entry = detail::link_word(entry);
+  }
+  return false;
+}
+
+bool RobustFutex::held_despite_mark(const detail::ThreadLockContext& t,
+                                    std::uint32_t word_seen) const noexcept {
+  return t.head != nullptr && (word_seen & kTidMask) == 0 && (word_seen & kOwnerDied) != 0 &&
+         holder_pid.load(std::memory_order_acquire) == t.pid &&
+         holder_thread.load(std::memory_order_relaxed) == t.tid &&
+         holder_pid_namespace.load(std::memory_order_relaxed) ==
+             static_cast<std::uint32_t>(t.pid_namespace) &&
+         linked_by(t);
+}
+
+bool RobustFutex::recorded_holder_gone(const detail::ThreadLockContext& t) const noexcept {
+  const pid_t pid = holder_pid.load(std::memory_order_acquire);
+  // Nobody inside: the holder died between taking the word and recording
+  // itself, or while releasing; either way past or before its critical section.
+  if (pid <= 0) return true;
+  const pid_t tid = holder_thread.load(std::memory_order_relaxed);
+  const std::uint32_t pid_namespace = holder_pid_namespace.load(std::memory_order_relaxed);
+  const std::uint64_t start_time = holder_start_time.load(std::memory_order_relaxed);
+  const bool our_namespace = pid_namespace == static_cast<std::uint32_t>(t.pid_namespace);
+  // Our very ids (a dead holder in a recycled namespace has them too): ours
+  // only if our robust list links it.
+  if (our_namespace && pid == t.pid && tid == t.tid) return !linked_by(t);
+  if (pid_namespace == 0) return true;  // nothing recorded to find it by
+  if (our_namespace && sys::proc_shows_this_namespace()) {
+    if (sys::thread_departed(pid, tid)) return true;
+    if (start_time == 0) return false;
+    std::optional<std::uint64_t> now = sys::process_start_time(pid);
+    return !now.has_value() || *now != start_time;  // its pid went to another process
+  }
+  // Another namespace: only its registry slot can tell (process_liveness.hpp).
+  return !record_owner_alive(this, {pid, pid_namespace, start_time});
 }
 
 void RobustFutex::note_holder_seen() noexcept {
@@ -107,6 +165,7 @@ RobustFutex::Outcome RobustFutex::try_lock() noexcept {
   std::uint32_t v = word.load(std::memory_order_relaxed);
   for (;;) {
     if ((v & kTidMask) != 0) return Outcome::Busy;
+    if ((v & kOwnerDied) != 0 && !recorded_holder_gone(*t)) return Outcome::Busy;
     // Free, possibly marked owner-died: keep the waiters bit, drop owner-died.
     std::uint32_t desired = static_cast<std::uint32_t>(t->tid) | (v & kWaiters);
     detail::set_pending(*t, this);  // only around the attempt: see lock_contended
@@ -130,27 +189,35 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
   // holder elsewhere that has the same tid. The mark is set only around each
   // attempt to take the word, never while waiting.
   detail::set_pending(t, nullptr);
-  if (held_by(t, seen)) {
+  if (held_by(t, seen) || held_despite_mark(t, seen)) {
     throw Error(ErrorKind::InvalidArgument, "robust lock", "lock",
                 "this thread already holds it (use RecursiveMutex to lock twice)");
   }
   // After sleeping, other waiters may exist that we cannot see: keep the bit.
   std::uint32_t assume_waiters = 0;
+  std::uint64_t mark_check_ns = kFirstMarkCheckNs;
   std::uint32_t v = seen;
   for (;;) {
+    // Owner-died with its recorded holder alive: a mark the kernel made for
+    // another namespace's thread (see "Kernel marks"); the lock is still held.
+    bool marked_but_held = false;
     if ((v & kTidMask) == 0) {
-      std::uint32_t desired = static_cast<std::uint32_t>(t.tid) | (v & kWaiters) | assume_waiters;
-      detail::set_pending(t, this);
-      if (word.compare_exchange_weak(v, desired, std::memory_order_acquire,
-                                     std::memory_order_relaxed)) {
-        link(t);
+      if ((v & kOwnerDied) == 0 || recorded_holder_gone(t)) {
+        std::uint32_t desired =
+            static_cast<std::uint32_t>(t.tid) | (v & kWaiters) | assume_waiters;
+        detail::set_pending(t, this);
+        if (word.compare_exchange_weak(v, desired, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+          link(t);
+          detail::set_pending(t, nullptr);
+          record_holder(t);
+          fp_lock_acquired.reached();
+          return (v & kOwnerDied) != 0 ? Outcome::OwnerDied : Outcome::Acquired;
+        }
         detail::set_pending(t, nullptr);
-        record_holder(t);
-        fp_lock_acquired.reached();
-        return (v & kOwnerDied) != 0 ? Outcome::OwnerDied : Outcome::Acquired;
+        continue;
       }
-      detail::set_pending(t, nullptr);
-      continue;
+      marked_but_held = true;
     }
     if ((v & kWaiters) == 0) {
       if (!word.compare_exchange_weak(v, v | kWaiters, std::memory_order_relaxed)) continue;
@@ -159,16 +226,19 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
     note_holder_seen();
     std::uint64_t now = sys::monotonic_ns();
     if (deadline_ns != 0 && now >= deadline_ns) return Outcome::TimedOut;
-    std::uint64_t slice_end = now + kLivenessCheckNs;
+    std::uint64_t slice_end = now + (marked_but_held ? mark_check_ns : kLivenessCheckNs);
+    if (marked_but_held) mark_check_ns = std::min(mark_check_ns * 2, kLivenessCheckNs);
     if (deadline_ns != 0 && deadline_ns < slice_end) slice_end = deadline_ns;
-    if (sys::futex_wait(word, v, slice_end) == sys::FutexWaitResult::TimedOut) {
+    if (sys::futex_wait(word, v, slice_end) == sys::FutexWaitResult::TimedOut &&
+        !marked_but_held) {
       // A holder the kernel did not release (see kLivenessCheckNs): release
       // it here. Its ids mean something only in its own PID namespace.
       auto holder = static_cast<pid_t>(v & kTidMask);
       pid_t holder_process = holder_pid.load(std::memory_order_acquire);
-      std::uint64_t holder_namespace = holder_pid_namespace.load(std::memory_order_relaxed);
+      std::uint32_t holder_namespace = holder_pid_namespace.load(std::memory_order_relaxed);
       bool dead = false;
-      if (holder_process > 0 && t.pid_namespace != 0 && holder_namespace == t.pid_namespace) {
+      if (holder_process > 0 && t.pid_namespace != 0 &&
+          holder_namespace == static_cast<std::uint32_t>(t.pid_namespace)) {
         dead = !sys::thread_alive(holder_process, holder);
       } else if (holder_process > 0 && holder_namespace != 0) {
         // Another namespace: only its registry slot can tell (process_liveness.hpp).
@@ -187,7 +257,7 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
 void RobustFutex::unlock_slow() {
   detail::ThreadLockContext& t = context();
   std::uint32_t v = word.load(std::memory_order_relaxed);
-  if (!held_by(t, v)) {
+  if (!held_by(t, v) && !held_despite_mark(t, v)) {
     throw Error(ErrorKind::InvalidArgument, "robust lock", "unlock",
                 "this thread does not hold it (holder tid " + std::to_string(v & kTidMask) + ")");
   }
@@ -195,9 +265,7 @@ void RobustFutex::unlock_slow() {
   holder_pid.store(0, std::memory_order_relaxed);
   detail::set_pending(t, this);
   unlink();
-  v = word.exchange(0, std::memory_order_release);
-  detail::set_pending(t, nullptr);  // before the wake-up: see unlock()
-  if ((v & kWaiters) != 0) wake_one();
+  release_word(t, word.load(std::memory_order_relaxed));
 }
 
 }  // namespace shmutils

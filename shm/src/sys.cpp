@@ -600,6 +600,30 @@ bool thread_alive(pid_t pid, pid_t tid) noexcept {
   return ::syscall(SYS_tgkill, pid, tid, 0) == 0 || errno == EPERM;
 }
 
+bool thread_departed(pid_t pid, pid_t tid) noexcept {
+  if (pid <= 0 || tid <= 0) return true;
+  std::array<char, 64> path{};
+  (void)std::snprintf(path.data(), path.size(), "/proc/%d/task/%d/stat", static_cast<int>(pid),
+                      static_cast<int>(tid));
+  std::optional<std::string> fields;
+  try {
+    fields = stat_fields(path.data());
+  } catch (const Error&) {  // /proc hides it from us (hidepid)
+    return !thread_alive(pid, tid);
+  }
+  if (!fields || fields->empty()) return !thread_alive(pid, tid);
+  const char* p = fields->c_str();
+  if (*p == 'Z' || *p == 'X' || *p == 'x') return true;
+  // After the state: ppid pgrp session tty_nr tpgid, then flags (field 9).
+  for (int field = 3; field < 9; ++field) {
+    while (*p != ' ' && *p != '\0') ++p;
+    while (*p == ' ') ++p;
+  }
+  if (*p == '\0') return false;
+  constexpr unsigned long kExiting = 0x00000004;  // PF_EXITING
+  return (std::strtoul(p, nullptr, 10) & kExiting) != 0;
+}
+
 std::uint64_t coarse_monotonic_ns() noexcept {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);

@@ -60,14 +60,12 @@
 #include <vector>
 
 #include "shmutils/shm/heap_layout.hpp"
+#include "shmutils/shm/process_registry.hpp"
 #include "shmutils/shm/type_name.hpp"
 
 namespace shmutils {
 
 struct RegistryTable;
-struct RegistryView;
-struct SlotInfo;
-class ProcessRegistry;
 
 struct HeapStats {
   std::uint64_t capacity = 0;    // arena bytes
@@ -162,9 +160,12 @@ class Heap {
   HeapAudit audit(unsigned timeout_ms = 1000, std::vector<HeapEntry>* live = nullptr) const;
   // Every live allocation, in address order (the seed's heap dump).
   std::vector<HeapEntry> dump() const;
-  // Waits (at most timeout_ms) until the registry slot of `pid` is reaped,
-  // reaping dead slots meanwhile. Repairs call this first (see "No leak").
-  bool await_reap(pid_t pid, unsigned timeout_ms = 2000) const;
+  // Waits (at most timeout_ms) until the process `claim` names has been
+  // reaped (its slot freed), reaping dead slots meanwhile. Repairs call this
+  // first (see "No leak"). A claim names a process in any PID namespace.
+  bool await_reap(SlotClaim claim, unsigned timeout_ms = 2000) const;
+  // This process's registry claim (empty when not registered).
+  SlotClaim claim() const noexcept;
   std::uint32_t slot() const noexcept;
   const heap::HeapControl& control() const noexcept;
 

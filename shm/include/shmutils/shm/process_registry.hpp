@@ -96,6 +96,26 @@ struct SlotInfo {
   bool alive = false;               // meaningful for Claiming / Live / Reaping
 };
 
+// One claim of a registry slot: unlike a pid, it names one process whatever
+// PID namespace it and the reader are in, and it stops naming it once the
+// slot is freed (the stamp is the low 32 bits of the claim's attach time, so a
+// later claim of the same slot is another one). Packs into 64 bits for
+// structures in a segment; slot is the index + 1, 0 naming nobody.
+struct SlotClaim {
+  std::uint32_t slot = 0;
+  std::uint32_t stamp = 0;
+
+  bool empty() const noexcept { return slot == 0; }
+  std::uint64_t packed() const noexcept { return (std::uint64_t{slot} << 32) | stamp; }
+  static SlotClaim unpack(std::uint64_t word) noexcept {
+    return {static_cast<std::uint32_t>(word >> 32), static_cast<std::uint32_t>(word)};
+  }
+  static SlotClaim of(const SlotInfo& info) noexcept {
+    return {info.index + 1, static_cast<std::uint32_t>(info.attached_ns)};
+  }
+  friend bool operator==(const SlotClaim&, const SlotClaim&) = default;
+};
+
 // A registry table as validated at open: the capacity is copied once (never
 // re-read from the segment, where a peer may change it), and probe_fd is a
 // descriptor of the segment's file through which slot liveness is read.
@@ -107,6 +127,9 @@ struct RegistryView {
   bool valid() const noexcept { return table != nullptr; }
   // One slot, read without locking (tools, audits); index < capacity.
   SlotInfo inspect(std::uint32_t index) const;
+  // The slot as `claim` names it, or nothing once the slot is free or claimed
+  // again (also for a claim naming no slot of this table).
+  std::optional<SlotInfo> find(SlotClaim claim) const;
 };
 
 class ProcessRegistry;

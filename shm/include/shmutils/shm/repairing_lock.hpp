@@ -26,8 +26,10 @@ namespace shmutils {
 
 struct RepairingLock {
   Mutex mutex;
-  std::atomic<std::int32_t> holder_pid;  // the process inside, 0 when free
-  std::uint32_t padding;
+  // The registry claim (SlotClaim::packed) of the process inside, 0 when free:
+  // a pid would not tell which process died when pids repeat across PID
+  // namespaces.
+  std::atomic<std::uint64_t> holder;
 };
 
 class [[nodiscard]] RepairingGuard {
@@ -48,7 +50,7 @@ class [[nodiscard]] RepairingGuard {
     settle(heap, repair);
   }
   ~RepairingGuard() {
-    if (guard_.owns_lock()) lock_.holder_pid.store(0, std::memory_order_release);
+    if (guard_.owns_lock()) lock_.holder.store(0, std::memory_order_release);
   }
   RepairingGuard(const RepairingGuard&) = delete;
   RepairingGuard& operator=(const RepairingGuard&) = delete;
@@ -59,12 +61,11 @@ class [[nodiscard]] RepairingGuard {
   template <class Repair>
   void settle(const Heap& heap, Repair&& repair) {
     if (guard_.owner_died()) {
-      std::int32_t dead = lock_.holder_pid.load(std::memory_order_acquire);
-      if (dead != 0) heap.await_reap(dead);
+      heap.await_reap(SlotClaim::unpack(lock_.holder.load(std::memory_order_acquire)));
       repair();
       guard_.mark_consistent();
     }
-    lock_.holder_pid.store(sys::getpid(), std::memory_order_release);
+    lock_.holder.store(heap.claim().packed(), std::memory_order_release);
   }
 
  private:

@@ -2,7 +2,7 @@
 // the kernel releases for us when its holder dies.
 //
 // Contract
-//   Lives:       inside a segment; 48 bytes, standard layout, zero-filled =
+//   Lives:       inside a segment; 64 bytes, standard layout, zero-filled =
 //                unlocked. Position independent for every field another process
 //                reads.
 //   Protocol:    Linux robust futexes. The word holds the holder's thread id;
@@ -38,6 +38,19 @@
 //                PID namespace still exists (for holders whose robust list the
 //                kernel could not walk); a holder in another namespace, or one
 //                whose namespace is unknown, is never declared dead by a pid.
+//   Kernel marks: a dying thread's pending lock is released by the kernel when
+//                the word carries the dying thread's tid, and tids repeat
+//                across PID namespaces: a thread killed in the instant around
+//                an attempt on (or the release of) a lock that a thread with
+//                the same tid elsewhere holds makes the kernel mark that
+//                holder's lock owner-died. So owner-died is believed only when
+//                the holder recorded in the record (pid, tid, namespace) is
+//                gone (sys::thread_departed in our namespace, its registry slot
+//                elsewhere) or no holder is recorded (it died taking or
+//                releasing the word); otherwise the lock is still held and the
+//                waiter keeps checking, 1 ms at first, backing off. The holder
+//                knows the lock is still its own by finding it in its robust
+//                list, and releases it as usual.
 //   Errors:      lock/unlock never throw on the fast path; misuse (unlocking a
 //                lock this thread does not hold) throws InvalidArgument.
 //   Threads:     any thread of any process; not reentrant (see RecursiveMutex).
@@ -70,7 +83,13 @@ struct RobustFutex {
   std::atomic<std::uint32_t> depth;          // 20: owner of the lock type (recursion depth)
   std::uintptr_t list_prev;                  // 24: holding thread's robust list (its addresses)
   std::uintptr_t list_next;                  // 32: idem; the kernel finds `word` at list_next - 32
-  std::atomic<std::uint64_t> holder_pid_namespace;  // 40: the holder's sys::pid_namespace_id()
+  // The holder's sys::pid_namespace_id() (an inode number: 32 bits), tid and
+  // process start time, written before holder_pid and kept when the kernel
+  // clears the word: they tell a live holder from a dead one with the same ids.
+  std::atomic<std::uint32_t> holder_pid_namespace;  // 40
+  std::atomic<std::int32_t> holder_thread;          // 44
+  std::atomic<std::uint64_t> holder_start_time;     // 48
+  std::uint64_t reserved;                           // 56: zero
 
   enum class Outcome { Acquired, OwnerDied, Busy, TimedOut };
 
@@ -86,6 +105,9 @@ struct RobustFutex {
   void link(detail::ThreadLockContext& t) noexcept;
   void unlink() noexcept;
   void record_holder(const detail::ThreadLockContext& t) noexcept;
+  void release_word(detail::ThreadLockContext& t, std::uint32_t seen) noexcept;
+  bool linked_by(const detail::ThreadLockContext& t) const noexcept;
+  bool recorded_holder_gone(const detail::ThreadLockContext& t) const noexcept;
 
  public:
   // Records "seen held now" if no earlier sighting of this holder is recorded.
@@ -97,10 +119,14 @@ struct RobustFutex {
   bool held_by_this_thread() const noexcept;
   // Whether the holder fields name the thread of `t` (see "Ownership").
   bool held_by(const detail::ThreadLockContext& t, std::uint32_t word_seen) const noexcept;
+  // Whether `t` holds it although the kernel marked the word owner-died (see
+  // "Kernel marks"): the record names `t` and `t`'s robust list links it.
+  bool held_despite_mark(const detail::ThreadLockContext& t,
+                         std::uint32_t word_seen) const noexcept;
 };
 
 static_assert(std::is_standard_layout_v<RobustFutex>);
-static_assert(sizeof(RobustFutex) == 48);
+static_assert(sizeof(RobustFutex) == 64);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
 namespace detail {
@@ -109,6 +135,7 @@ struct ThreadLockContext {
   pid_t tid = 0;
   pid_t pid = 0;
   std::uint64_t pid_namespace = 0;
+  std::uint64_t start_time = 0;  // the process's, as /proc shows it (0: unknown)
   struct RobustListHead {
     std::uintptr_t list;  // first entry (&entry->list_next) or this head
     long futex_offset;
@@ -155,7 +182,10 @@ inline void RobustFutex::unlink() noexcept {
 // The namespace before the pid (release): whoever reads a holder's pid
 // (acquire) reads that holder's namespace with it, never a predecessor's.
 inline void RobustFutex::record_holder(const detail::ThreadLockContext& t) noexcept {
-  holder_pid_namespace.store(t.pid_namespace, std::memory_order_relaxed);
+  holder_pid_namespace.store(static_cast<std::uint32_t>(t.pid_namespace),
+                             std::memory_order_relaxed);
+  holder_thread.store(t.tid, std::memory_order_relaxed);
+  holder_start_time.store(t.start_time, std::memory_order_relaxed);
   holder_pid.store(t.pid, std::memory_order_release);
   held_since_ns.store(0, std::memory_order_relaxed);
 }
@@ -183,7 +213,32 @@ inline bool RobustFutex::held_by(const detail::ThreadLockContext& t,
                                  std::uint32_t word_seen) const noexcept {
   return (word_seen & kTidMask) == static_cast<std::uint32_t>(t.tid) &&
          holder_pid.load(std::memory_order_relaxed) == t.pid &&
-         holder_pid_namespace.load(std::memory_order_relaxed) == t.pid_namespace;
+         holder_pid_namespace.load(std::memory_order_relaxed) ==
+             static_cast<std::uint32_t>(t.pid_namespace);
+}
+
+// Frees the word this thread holds (its record already cleared, its pending
+// mark set). The word may carry the kernel's owner-died mark instead of our
+// tid (see "Kernel marks"): still ours. Another tid: a waiter took it after our
+// record was cleared, as if we had released it a moment earlier.
+inline void RobustFutex::release_word(detail::ThreadLockContext& t, std::uint32_t seen) noexcept {
+  std::uint32_t v = seen;
+  bool freed = false;
+  for (;;) {
+    const std::uint32_t tid = v & kTidMask;
+    if (tid != static_cast<std::uint32_t>(t.tid) && !(tid == 0 && (v & kOwnerDied) != 0)) break;
+    if (word.compare_exchange_weak(v, 0, std::memory_order_release, std::memory_order_relaxed)) {
+      freed = true;
+      break;
+    }
+  }
+  // Cleared before the wake-up: once the word is free, another namespace's
+  // thread with our tid may take it, and the kernel would release its lock
+  // if we died still marked pending. (Dying before the wake-up costs a
+  // waiter one liveness slice, not the lock.)
+  detail::set_pending(t, nullptr);
+  if (freed && (v & kWaiters) != 0) [[unlikely]]
+    wake_one();
 }
 
 inline void RobustFutex::unlock() {
@@ -196,14 +251,7 @@ inline void RobustFutex::unlock() {
   holder_pid.store(0, std::memory_order_relaxed);
   detail::set_pending(t, this);
   unlink();
-  std::uint32_t v = word.exchange(0, std::memory_order_release);
-  // Cleared before the wake-up: once the word is free, another namespace's
-  // thread with our tid may take it, and the kernel would release its lock
-  // if we died still marked pending. (Dying before the wake-up costs a
-  // waiter one liveness slice, not the lock.)
-  detail::set_pending(t, nullptr);
-  if ((v & kWaiters) != 0) [[unlikely]]
-    wake_one();
+  release_word(t, word.load(std::memory_order_relaxed));
 }
 
 // Throws NotSupported when the C library's robust list is not laid out as

@@ -25,7 +25,7 @@ namespace shmutils {
 
 // "SHMUTILS" read as a little-endian 64-bit word.
 inline constexpr std::uint64_t kSegmentMagic = 0x534C4954554D4853ULL;
-inline constexpr std::uint32_t kLayoutVersion = 3;
+inline constexpr std::uint32_t kLayoutVersion = 4;
 
 struct SegmentRegion {
   std::uint64_t offset;  // from the segment base; 0 with size 0 means absent

@@ -215,6 +215,11 @@ FutexWaitResult futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t
 int futex_wake(const std::atomic<std::uint32_t>& word, int count) noexcept;
 // True when thread `tid` of process `pid` exists (tgkill with signal 0).
 bool thread_alive(pid_t pid, pid_t tid) noexcept;
+// Whether thread tid of process pid (in this namespace) no longer runs code:
+// gone, a zombie, or exiting (the kernel walks a dying thread's robust list
+// while it exits, before it is gone). Falls back to thread_alive when /proc
+// does not show it.
+bool thread_departed(pid_t pid, pid_t tid) noexcept;
 // A cheap monotonic clock (CLOCK_MONOTONIC_COARSE, a few ms resolution) for
 // records such as "held since", where precision is not worth a full clock read.
 std::uint64_t coarse_monotonic_ns() noexcept;
