@@ -84,7 +84,8 @@ class HeapWaitTest : public fixtures::SegmentTest {
 
 TEST_F(HeapWaitTest, AHeapLockHeldByAForgedLiveHolderEndsAllocateWithTimeout) {
   // tid 1 is init: alive, and never going to release anything.
-  heap_lock().futex().holder_pid_namespace.store(static_cast<std::uint32_t>(sys::pid_namespace_id()));
+  heap_lock().futex().holder_pid_namespace.store(
+      static_cast<std::uint32_t>(sys::pid_namespace_id()));
   heap_lock().futex().holder_pid.store(1);
   heap_lock().futex().word.store(1);
   expect_timeout([&] { (void)segment_.heap().allocate(64 << 10); },

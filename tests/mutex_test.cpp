@@ -153,7 +153,8 @@ TEST_F(MutexTest, AWaiterReleasesALockWhoseDeadHolderTheKernelMissed) {
   auto ghost = framework::ChildProcess::fork([] { return 0; });
   pid_t dead = ghost.pid();
   ASSERT_TRUE(ghost.wait().success());
-  pair_->mutex.futex().holder_pid_namespace.store(static_cast<std::uint32_t>(sys::pid_namespace_id()));
+  pair_->mutex.futex().holder_pid_namespace.store(
+      static_cast<std::uint32_t>(sys::pid_namespace_id()));
   pair_->mutex.futex().holder_pid.store(dead);
   pair_->mutex.futex().word.store(static_cast<std::uint32_t>(dead));
   EXPECT_EQ(pair_->mutex.try_acquire(), LockResult::Busy);

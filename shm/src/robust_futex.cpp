@@ -203,8 +203,7 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
     bool marked_but_held = false;
     if ((v & kTidMask) == 0) {
       if ((v & kOwnerDied) == 0 || recorded_holder_gone(t)) {
-        std::uint32_t desired =
-            static_cast<std::uint32_t>(t.tid) | (v & kWaiters) | assume_waiters;
+        std::uint32_t desired = static_cast<std::uint32_t>(t.tid) | (v & kWaiters) | assume_waiters;
         detail::set_pending(t, this);
         if (word.compare_exchange_weak(v, desired, std::memory_order_acquire,
                                        std::memory_order_relaxed)) {
@@ -229,8 +228,7 @@ RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64
     std::uint64_t slice_end = now + (marked_but_held ? mark_check_ns : kLivenessCheckNs);
     if (marked_but_held) mark_check_ns = std::min(mark_check_ns * 2, kLivenessCheckNs);
     if (deadline_ns != 0 && deadline_ns < slice_end) slice_end = deadline_ns;
-    if (sys::futex_wait(word, v, slice_end) == sys::FutexWaitResult::TimedOut &&
-        !marked_but_held) {
+    if (sys::futex_wait(word, v, slice_end) == sys::FutexWaitResult::TimedOut && !marked_but_held) {
       // A holder the kernel did not release (see kLivenessCheckNs): release
       // it here. Its ids mean something only in its own PID namespace.
       auto holder = static_cast<pid_t>(v & kTidMask);
