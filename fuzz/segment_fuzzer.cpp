@@ -41,14 +41,11 @@ void open_and_audit(const std::vector<std::uint8_t>& bytes) {
   options.init_timeout = std::chrono::milliseconds(1);
   try {
     Segment segment = Segment::adopt(std::move(view), options);
-    const SegmentHeader& h = segment.header();
-    if (h.allocator.size != 0) {
-      HeapAudit audit =
-          Heap::audit_offline(segment.base(), segment.mapped_size(), h.allocator.offset,
-                              h.allocator.size, segment.registry().view());
-      (void)audit;
-      (void)Heap::dump_offline(segment.base(), segment.mapped_size(), h.allocator.offset,
-                               h.allocator.size, segment.registry().view());
+    if (segment.layout().allocator.size != 0) {
+      (void)segment.audit_offline();
+      const SegmentLayout& layout = segment.layout();
+      (void)Heap::dump_offline(segment.base(), segment.mapped_size(), layout.allocator.offset,
+                               layout.allocator.size, segment.registry().view());
     }
   } catch (const Error&) {
     // A clear rejection is the expected outcome for most inputs.

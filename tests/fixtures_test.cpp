@@ -19,6 +19,7 @@
 #include "shmutils/fixtures/unique_name.hpp"
 #include "shmutils/framework/builtin_scenarios.hpp"
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/framework/pid_namespace.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
@@ -169,6 +170,49 @@ TEST(ChildrenTest, ForkedChildrenCountExactlyAtTheirOwnAddresses) {
   std::set<std::uintptr_t> bases{reinterpret_cast<std::uintptr_t>(segment.user_area().data()),
                                  shared.bases[0], shared.bases[1]};
   EXPECT_EQ(bases.size(), 3U) << "every child maps the segment at its own address";
+}
+
+// Children of separate containers: each in a PID namespace of its own (where
+// this process may create them), still counting exactly under one lock, and a
+// crash among them still reported with its stack.
+TEST(ChildrenTest, ChildrenInPidNamespacesOfTheirOwnCountExactlyAndCrashWithAStack) {
+  if (auto why = framework::pid_namespaces_unavailable()) GTEST_SKIP() << *why;
+  Segment segment = Segment::create_anonymous(1 << 20);
+  ChildrenOptions options;
+  options.segment = &segment;
+  options.pid_namespaces = true;
+  ChildrenReport report = run_children(
+      3,
+      [](ChildContext& child) {
+        Segment& own = child.segment();
+        shared_of(own).bases[child.index()] = sys::pid_namespace_id();
+        count_under_lock(own, 5'000);
+      },
+      options);
+  EXPECT_TRUE(report.ok()) << report.describe();
+  Shared& shared = shared_of(segment);
+  EXPECT_EQ(shared.counter, 15'000U);
+  std::set<std::uintptr_t> namespaces{sys::pid_namespace_id(), shared.bases[0], shared.bases[1],
+                                      shared.bases[2]};
+  EXPECT_EQ(namespaces.size(), 4U) << "every child runs in a PID namespace of its own";
+  Intercepted got = intercept([&] {
+    run_children(
+        2,
+        [](ChildContext& child) {
+          if (child.index() == 1) crash_in_child();
+        },
+        options);
+  });
+  ASSERT_EQ(got.results.size(), 1U) << got.text();
+  EXPECT_TRUE(got.says("crashed with SIGSEGV")) << got.text();
+  EXPECT_TRUE(got.says("crash_in_child")) << "no stack frame names the function:\n" << got.text();
+}
+
+TEST(ChildrenTest, SpawnedChildrenRefusePidNamespaces) {
+  ChildrenOptions options;
+  options.pid_namespaces = true;
+  EXPECT_EQ(test::kind_of([&] { spawn_children(1, "count_to_ten_thousand", options); }),
+            ErrorKind::NotSupported);
 }
 
 SHMUTILS_CHILD_ENTRY(count_to_ten_thousand) { count_under_lock(context.segment(), 10'000); }

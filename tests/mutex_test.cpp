@@ -256,6 +256,23 @@ TEST_F(MutexTest, AnOwnerDiedMarkTheKernelMadeForAnotherThreadsTidLeavesTheLockW
   EXPECT_EQ(other_thread, LockResult::Acquired) << "the holder released a consistent lock";
 }
 
+// The same mark can land in the instant between a live holder taking the word
+// and recording itself, when no holder is recorded yet: it is believed only
+// once no holder has recorded itself for a grace period (a dead one never will).
+TEST_F(MutexTest, AnOwnerDiedMarkWithNoRecordedHolderIsBelievedOnlyAfterAGrace) {
+  RobustFutex& futex = pair_->mutex.futex();
+  futex.holder_pid.store(0);
+  futex.word.store(RobustFutex::kOwnerDied);
+  Mutex* mutex = &pair_->mutex;
+  auto early = framework::ChildProcess::fork(
+      [mutex] { return mutex->try_acquire() == LockResult::Busy ? 0 : 1; });
+  EXPECT_TRUE(early.wait().success()) << "a mark a moment old was taken for a death";
+  EXPECT_EQ(pair_->mutex.try_acquire(), LockResult::Busy);
+  EXPECT_EQ(pair_->mutex.acquire_for(5s), LockResult::OwnerDied) << "a dead taker is recovered";
+  pair_->mutex.mark_consistent();
+  pair_->mutex.release();
+}
+
 TEST_F(MutexTest, ReleasingWithoutMarkingConsistentLeavesTheRepairToTheNextAcquirer) {
   auto child = holder_that_breaks_the_pair();
   test::kill_now(child);

@@ -13,6 +13,7 @@
 #include "shmutils/framework/builtin_scenarios.hpp"
 #include "shmutils/framework/child_process.hpp"
 #include "shmutils/framework/harness.hpp"
+#include "shmutils/framework/pid_namespace.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/sys.hpp"
 
@@ -57,6 +58,11 @@ TEST(ShmtortureTest, WritesTheJsonContractAndASelfContainedHtmlTimeline) {
     EXPECT_TRUE(counter.contains(key)) << key;
   }
   EXPECT_GT(counter["kills"].get<int>(), 0);
+  // By default the workers run in PID namespaces of their own where permitted.
+  const bool separate = !pid_namespaces_unavailable().has_value();
+  EXPECT_EQ(counter["replay"].get<std::string>().find(":pid_namespaces=1:") != std::string::npos,
+            separate)
+      << counter["replay"];
   EXPECT_TRUE(counter["fault_points"].contains("lock.acquired"));
   EXPECT_TRUE(counter["fault_points"]["lock.acquired"].contains("hits"));
   EXPECT_TRUE(counter["fault_points"]["lock.acquired"].contains("kills"));
@@ -228,13 +234,22 @@ TEST(ShmtortureTest, ItsWorkersDieWithItWhenItIsKilled) {
   auto torture = ChildProcess::spawn(
       SHMUTILS_SHMTORTURE_PATH, {"shmtorture", "--quiet", "--scenario", "counter", "--duration",
                                  "30", "--json", "/dev/null", "--html", "/dev/null"});
+  // Every descendant: a worker in a PID namespace of its own sits under its
+  // namespace's init and a carrier.
+  auto descendants = [](pid_t root) {
+    std::vector<pid_t> found = sys::child_pids(root);
+    for (std::size_t i = 0; i < found.size(); ++i) {
+      for (pid_t child : sys::child_pids(found[i])) found.push_back(child);
+    }
+    return found;
+  };
   std::vector<pid_t> workers;
   std::uint64_t until = sys::monotonic_ns() + 10'000'000'000ULL;
-  while (workers.size() < 2 && sys::monotonic_ns() < until) {
+  while (workers.size() < 4 && sys::monotonic_ns() < until) {
     sys::sleep_ns(20'000'000);
-    workers = sys::child_pids(torture.pid());
+    workers = descendants(torture.pid());
   }
-  ASSERT_GE(workers.size(), 2U) << "shmtorture started no workers";
+  ASSERT_GE(workers.size(), 4U) << "shmtorture started no workers";
   torture.kill();
   until = sys::monotonic_ns() + 5'000'000'000ULL;
   for (pid_t worker : workers) {

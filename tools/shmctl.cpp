@@ -119,10 +119,11 @@ Facts gather(const Segment& segment, bool with_heap_figures) {
                                {"alive", slot.alive},
                                {"attached_ns", slot.attached_ns}});
   }
-  const SegmentHeader& h = segment.header();
-  if (with_heap_figures && h.allocator.size != 0) {
-    HeapAudit audit = Heap::audit_offline(segment.base(), segment.mapped_size(), h.allocator.offset,
-                                          h.allocator.size, registry.view());
+  const SegmentLayout& layout = segment.layout();
+  if (with_heap_figures && layout.allocator.size != 0) {
+    HeapAudit audit =
+        Heap::audit_offline(segment.base(), segment.mapped_size(), layout.allocator.offset,
+                            layout.allocator.size, registry.view());
     facts.heap = audit.stats;
   }
   return facts;
@@ -192,6 +193,7 @@ int command_ls(bool as_json) {
 int command_inspect(const std::string& name, bool as_json) {
   Segment segment = open_read_only(name);
   const SegmentHeader& h = segment.header();
+  const SegmentLayout& layout = segment.layout();
   Facts facts = gather(segment, true);
   json j{{"name", printable(segment.name())},  {"uuid", segment.uuid().to_string()},
          {"layout_version", h.layout_version}, {"size", segment.size()},
@@ -199,9 +201,9 @@ int command_inspect(const std::string& name, bool as_json) {
          {"processes", facts.processes},       {"processes_alive", facts.alive},
          {"processes_dead", facts.dead}};
   json locks = json::object();
-  if (h.allocator.size != 0) {
+  if (layout.allocator.size != 0) {
     const auto* control =
-        reinterpret_cast<const heap::HeapControl*>(segment.base() + h.allocator.offset);
+        reinterpret_cast<const heap::HeapControl*>(segment.base() + layout.allocator.offset);
     j["heap"] = stats_json(*facts.heap);
     locks["heap"] = holder_json(control->heap_lock.holder());
     for (std::uint32_t c = 0; c < heap::kClassCount; ++c) {
@@ -210,11 +212,11 @@ int command_inspect(const std::string& name, bool as_json) {
         locks["class " + std::to_string(heap::kClassSizes[c])] = holder_json(holder);
       }
     }
-    const auto* table = reinterpret_cast<const NameTable*>(segment.base() + h.names.offset);
+    const auto* table = reinterpret_cast<const NameTable*>(segment.base() + layout.names.offset);
     locks["names"] = holder_json(table->lock.mutex.holder());
     std::vector<HeapEntry> entries =
-        Heap::dump_offline(segment.base(), segment.mapped_size(), h.allocator.offset,
-                           h.allocator.size, segment.registry().view());
+        Heap::dump_offline(segment.base(), segment.mapped_size(), layout.allocator.offset,
+                           layout.allocator.size, segment.registry().view());
     json named = json::array();
     NameDirectory directory(const_cast<NameTable*>(table), Heap(), segment.name());
     for (const NamedObject& object : directory.list()) {
@@ -296,13 +298,7 @@ int command_audit(const std::string& name, bool as_json, bool live) {
     audit = segment->audit(static_cast<unsigned>(g_timeout.count()));
   } else {
     segment.emplace(open_read_only(name));
-    const SegmentHeader& h = segment->header();
-    if (h.allocator.size == 0) {
-      throw Error(ErrorKind::InvalidArgument, "segment \"" + segment->name() + "\"", "audit",
-                  "it has no heap to audit");
-    }
-    audit = Heap::audit_offline(segment->base(), segment->mapped_size(), h.allocator.offset,
-                                h.allocator.size, segment->registry().view());
+    audit = segment->audit_offline();
   }
   if (as_json) {
     print_json({{"name", printable(segment->name())},

@@ -95,11 +95,11 @@ int main(int argc, char** argv) {
                  "takes a worker incarnation, and a run has 19,000 of them)")
       ->check(CLI::Range(std::uint64_t{1}, RunLimits::kMaxKills));
   app.add_flag("--no-perturb", no_perturb, "map the segment at the same address in every worker");
-  bool pid_namespaces_wanted = false;
-  app.add_flag("--pid-namespaces", pid_namespaces_wanted,
-               "run each forked worker in a PID namespace of its own, as a container sharing "
-               "/dev/shm would (needs root or unprivileged user namespaces; experimental: see "
-               "docs/liveness.md)");
+  bool pid_namespaces_wanted = true;
+  app.add_flag("--pid-namespaces,!--no-pid-namespaces", pid_namespaces_wanted,
+               "run each forked worker in a PID namespace of its own, as processes of separate "
+               "containers sharing /dev/shm do (the default where this process may create PID "
+               "namespaces: root, or unprivileged user namespaces; see docs/liveness.md)");
   app.add_option("-m,--mode", mode, "fork workers from this process, or spawn (exec) them")
       ->check(CLI::IsMember({"fork", "spawn"}))
       ->capture_default_str();
@@ -121,7 +121,8 @@ int main(int argc, char** argv) {
   app.add_flag("--list", list, "list the scenarios and exit");
   app.add_option("--replay", replay, "replay a failed run from the token it printed")
       ->excludes("--scenario", "--seed", "--workers", "--duration", "--kills", "--mode",
-                 "--kill-rate", "--stall-rate", "--no-perturb", "--pid-namespaces");
+                 "--kill-rate", "--stall-rate", "--no-perturb", "--pid-namespaces",
+                 "--no-pid-namespaces");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -158,13 +159,15 @@ int main(int argc, char** argv) {
   if (scenarios.empty()) scenarios = names;
   if (duration == 0) duration = 20.0 / static_cast<double>(scenarios.size());
 
-  bool pid_namespaces = pid_namespaces_wanted && mode == "fork";
-  if (pid_namespaces_wanted && mode != "fork") {
-    std::printf(
-        "shmtorture: workers share this PID namespace: --pid-namespaces is for forked "
-        "workers\n");
+  // Spawned workers are exec'ed by this process: they share its namespace.
+  if (mode != "fork" && pid_namespaces_wanted) {
+    if (app.count("--pid-namespaces") != 0) {
+      std::fprintf(stderr, "shmtorture: --pid-namespaces needs forked workers (--mode fork)\n");
+      return 2;
+    }
+    pid_namespaces_wanted = false;
   }
-  if (replayed) pid_namespaces = replayed->options.pid_namespaces;
+  bool pid_namespaces = replayed ? replayed->options.pid_namespaces : pid_namespaces_wanted;
   if (pid_namespaces) {
     if (auto why = framework::pid_namespaces_unavailable()) {
       std::printf("shmtorture: workers share this PID namespace: %s\n", why->c_str());

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <csignal>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -63,9 +65,15 @@ int code_of(const sys::ExitStatus& status) {
 ChildProcess ChildProcess::fork_in_new_pid_namespace(const std::function<int()>& body) {
   auto [read_end, write_end] = sys::pipe(/*nonblocking_read=*/true);
   const int report = write_end.get();
+  // The body starts only once we know its pid: a short body would otherwise
+  // end, and take its namespace with it, before we could find it in /proc.
+  std::pair<UniqueFd, UniqueFd> go_pipe = sys::pipe();
+  UniqueFd& go_read = go_pipe.first;
+  UniqueFd& go_write = go_pipe.second;
   // The carrier: unshares, forks the namespace's init, tells us its pid,
   // then ends as the body ended.
-  ChildProcess carrier = fork([&body, report]() -> int {
+  ChildProcess carrier = fork([&body, report, &go_read, &go_write]() -> int {
+    go_write.reset();
     if (int err = sys::unshare_pid_namespace(); err != 0) {
       std::fprintf(stderr, "%s\n",
                    Error(ErrorKind::System, "pid namespace", "unshare", "", err).what());
@@ -78,7 +86,13 @@ ChildProcess ChildProcess::fork_in_new_pid_namespace(const std::function<int()>&
       sys::set_parent_death_signal(SIGKILL);
       // pid 1 here: a signal it sends itself is ignored, so the body runs in
       // a child of it, where self-stops and crashes behave as anywhere.
-      ChildProcess worker = fork(body);
+      ChildProcess worker = fork([&body, &go_read] {
+        std::array<std::byte, 1> byte{};
+        if (!sys::read_exact(go_read.get(), byte)) return 72;  // the caller gave up on us
+        go_read.reset();
+        return body();
+      });
+      go_read.reset();
       ExitStatus status = worker.wait();
       sys::exit_now(code_of(status));  // init cannot raise a signal on itself
     }
@@ -91,6 +105,7 @@ ChildProcess ChildProcess::fork_in_new_pid_namespace(const std::function<int()>&
     end_as(status);
   });
   write_end.reset();
+  go_read.reset();
   // The init's pid, then the body's: the init's only child, listed in /proc.
   // (The pipe stays open in the carrier: the line's end ends the message.)
   std::string init_text;
@@ -116,6 +131,7 @@ ChildProcess ChildProcess::fork_in_new_pid_namespace(const std::function<int()>&
     throw Error(ErrorKind::System, "pid namespace", "fork",
                 "its process did not start (" + status.to_string() + ")");
   }
+  (void)sys::write_all(go_write.get(), "g");
   pid_t carrier_pid = std::exchange(carrier.pid_, -1);
   carrier.wait_pid_ = -1;
   return ChildProcess(body_pid, carrier_pid);

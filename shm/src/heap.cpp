@@ -137,8 +137,18 @@ SmallRef small_ref(const HeapView& v, std::uint64_t offset) {
   SmallRef ref;
   std::uint64_t span = span_of(v, offset);
   if (span == 0) return ref;
+  // The span map is derived: the block header must agree before the span's
+  // own header is believed.
+  const std::uint64_t word =
+      v.block(span - sizeof(BlockHeader))->word.load(std::memory_order_acquire);
   const auto* header = v.at<SpanHeader>(span);
-  const ClassGeometry& geometry = class_geometry(header->class_index);
+  if (BlockHeader::state_of(word).kind() != Kind::Span ||
+      !span_block_well_formed(v, span - sizeof(BlockHeader), word) ||
+      header->class_index != BlockHeader::state_of(word).type()) {
+    v.corrupt("find a small object", "the span map names offset " + std::to_string(span) +
+                                         ", which is no span of a class");
+  }
+  const ClassGeometry& geometry = class_geometry(BlockHeader::state_of(word).type());
   std::uint64_t data = span + geometry.data_offset;
   if (offset < data || (offset - data) % geometry.object_size != 0 ||
       (offset - data) / geometry.object_size >= geometry.object_count) {
@@ -147,7 +157,7 @@ SmallRef small_ref(const HeapView& v, std::uint64_t offset) {
                std::to_string(geometry.object_size) + "-byte objects but not at one's start");
   }
   ref.span = span;
-  ref.class_index = header->class_index;
+  ref.class_index = BlockHeader::state_of(word).type();
   ref.index = static_cast<std::uint32_t>((offset - data) / geometry.object_size);
   ref.state = v.span_states(span) + ref.index;
   return ref;
@@ -197,6 +207,20 @@ bool may_free(State state, std::uint32_t slot) {
          (state.kind() == Kind::Reserved && state.owner() == slot);
 }
 
+// The head of a cache's chain, read from the segment: checked to be an object
+// of class c that this slot's cache holds before its link is followed.
+SmallRef cached_object(const HeapView& v, std::uint64_t object, std::uint32_t c, std::uint32_t slot,
+                       const char* operation) {
+  SmallRef ref = small_ref(v, object);
+  if (ref.span == 0 || ref.class_index != c ||
+      State{ref.state->load(std::memory_order_acquire)}.word !=
+          State::make(Kind::Cached, slot).word) {
+    v.corrupt(operation, "the cache of process slot " + std::to_string(slot) + " names offset " +
+                             std::to_string(object) + ", not an object it holds");
+  }
+  return ref;
+}
+
 // Moves a batch of free objects from the class's spans into the cache.
 void refill(HeapView& v, std::uint32_t c, std::uint32_t slot) {
   const ClassGeometry& geometry = class_geometry(c);
@@ -230,13 +254,16 @@ void refill(HeapView& v, std::uint32_t c, std::uint32_t slot) {
       cls.partial = span;
       ++cls.spans;
     }
+    span = checked_span(v, span, c, "allocate");
     auto* header = v.at<SpanHeader>(span);
     std::atomic<std::uint32_t>* states = v.span_states(span);
-    const std::uint64_t data = span + header->data_offset;
-    std::uint32_t i = header->cursor;
+    // The class's geometry bounds the walk, never numbers read from the span.
+    const std::uint64_t data = span + geometry.data_offset;
+    std::uint32_t i = header->cursor < geometry.object_count ? header->cursor : 0;
+    if (header->free_count > geometry.object_count) header->free_count = geometry.object_count;
     for (std::uint32_t seen = 0;
-         seen < header->object_count && moved < geometry.batch && header->free_count > 0;
-         ++seen, i = i + 1 == header->object_count ? 0 : i + 1) {
+         seen < geometry.object_count && moved < geometry.batch && header->free_count > 0;
+         ++seen, i = i + 1 == geometry.object_count ? 0 : i + 1) {
       if (State{states[i].load(std::memory_order_relaxed)}.kind() != Kind::Free) continue;
       states[i].store(cached.word, std::memory_order_relaxed);
       std::uint64_t object = data + std::uint64_t{i} * geometry.object_size;
@@ -247,6 +274,8 @@ void refill(HeapView& v, std::uint32_t c, std::uint32_t slot) {
       if (moved == 1) fp_refill_partial.reached();
     }
     header->cursor = i;
+    // No free object found though the count said so: the count was wrong.
+    if (moved == 0 && header->free_count != 0) header->free_count = 0;
     if (header->free_count == 0) {
       cls.partial = header->next_partial;
       header->in_partial = 0;
@@ -266,9 +295,9 @@ void flush(HeapView& v, std::uint32_t c, std::uint32_t slot, std::uint32_t n) {
   for (std::uint32_t k = 0; k < n; ++k) {
     std::uint64_t object = cache.head.load(std::memory_order_relaxed);
     if (object == 0) break;
+    SmallRef ref = cached_object(v, object, c, slot, "flush");
     cache.head.store(link_of(v, object), std::memory_order_relaxed);
     cache.count.fetch_sub(1, std::memory_order_relaxed);
-    SmallRef ref = small_ref(v, object);
     ref.state->store(State::make(Kind::Free).word, std::memory_order_release);
     if (k == 0) fp_flush_partial.reached();
     auto* header = v.at<SpanHeader>(ref.span);
@@ -395,15 +424,18 @@ void Heap::format(std::byte* base, std::uint64_t region_offset, std::uint32_t sl
   control->bin_bitmap.store(std::uint64_t{1} << bin);
 }
 
-void Heap::validate(const std::byte* base, std::uint64_t mapped_size, std::uint64_t region_offset,
-                    std::uint64_t region_size, std::uint32_t registry_capacity,
-                    const std::string& segment) {
+heap::ControlLayout Heap::validate(const std::byte* base, std::uint64_t mapped_size,
+                                   std::uint64_t region_offset, std::uint64_t region_size,
+                                   std::uint32_t registry_capacity, const std::string& segment) {
   const std::string object = "heap of segment \"" + segment + "\"";
   auto corrupt = [&](const std::string& why) {
     throw Error(ErrorKind::CorruptHeap, object, "validate", why);
   };
   if (region_size < sizeof(heap::HeapControl)) corrupt("the allocator region is too small");
-  const auto* control = reinterpret_cast<const heap::HeapControl*>(base + region_offset);
+  // One copy, checked and then used: the shared words may change meanwhile.
+  alignas(heap::HeapControl) std::array<std::byte, sizeof(heap::HeapControl)> bytes;
+  std::memcpy(bytes.data(), base + region_offset, bytes.size());
+  const auto* control = reinterpret_cast<const heap::HeapControl*>(bytes.data());
   if (control->magic != heap::kControlMagic || control->version != 1) {
     corrupt("the allocator region does not start with a heap control block");
   }
@@ -428,14 +460,20 @@ void Heap::validate(const std::byte* base, std::uint64_t mapped_size, std::uint6
                   control->arena_size <= mapped_size - control->arena_offset &&
                   control->arena_size / kGranule < (std::uint64_t{1} << 32);
   if (!arena_ok) corrupt("the arena lies outside the segment");
+  return {control->slot_capacity, control->arena_offset,    control->arena_size,
+          control->slots_offset,  control->span_map_offset, control->span_map_size,
+          control->types_offset};
 }
 
 Heap Heap::attach(std::byte* base, std::uint64_t mapped_size, std::uint64_t region_offset,
                   std::uint64_t region_size, const RegistryView& registry, std::int64_t slot,
                   std::string segment) {
+  const heap::ControlLayout layout =
+      validate(base, mapped_size, region_offset, region_size, registry.capacity, segment);
   Heap heap;
   heap.view_ = std::make_shared<HeapView>();
   HeapView& v = *heap.view_;
+  v.layout = layout;
   v.base = base;
   v.mapped = mapped_size;
   v.control = reinterpret_cast<heap::HeapControl*>(base + region_offset);
@@ -445,8 +483,8 @@ Heap Heap::attach(std::byte* base, std::uint64_t mapped_size, std::uint64_t regi
   v.slot = slot;
   v.owner_pid = sys::getpid();
   v.fork_generation = sys::fork_generation();
-  v.arena_begin = v.control->arena_offset;
-  v.arena_end = v.control->arena_offset + v.control->arena_size - kGranule;
+  v.arena_begin = layout.arena_offset;
+  v.arena_end = layout.arena_offset + layout.arena_size - kGranule;
   if (slot >= 0) {
     heap::SlotRecord& record = v.record(static_cast<std::uint32_t>(slot));
     record.pid.store(v.owner_pid, std::memory_order_relaxed);
@@ -520,7 +558,7 @@ std::uint32_t Heap::type_id(std::string_view name) {
   std::string key(name.substr(0, sizeof(heap::TypeEntry::name)));
   auto found = v.type_ids.find(key);
   if (found != v.type_ids.end()) return found->second;
-  auto* types = v.at<heap::TypeEntry>(v.control->types_offset);
+  auto* types = v.at<heap::TypeEntry>(v.layout.types_offset);
   auto lookup = [&]() -> std::uint32_t {
     std::uint32_t count = std::min(v.control->type_count.load(), heap::kMaxTypes);
     for (std::uint32_t i = 0; i < count; ++i) {
@@ -574,6 +612,8 @@ std::uint64_t Heap::allocate_impl(std::size_t size, std::size_t alignment, heap:
     }
     std::uint64_t object = cache.head.load(std::memory_order_relaxed);
     if (object != 0) {
+      std::atomic<std::uint32_t>* state =
+          detail::cached_object(v, object, c, slot, "allocate").state;
       if (dest != nullptr && dest->load(std::memory_order_relaxed) == object) {
         dest->store(0, std::memory_order_relaxed);  // a stale copy must not look like the result
       }
@@ -581,7 +621,6 @@ std::uint64_t Heap::allocate_impl(std::size_t size, std::size_t alignment, heap:
       fp_alloc_taken.reached();
       cache.head.store(detail::link_of(v, object), std::memory_order_relaxed);
       cache.count.fetch_sub(1, std::memory_order_relaxed);
-      std::atomic<std::uint32_t>* state = detail::small_ref(v, object).state;
       if (dest == nullptr) {
         state->store(final_state.word, std::memory_order_release);
       } else {
@@ -877,9 +916,12 @@ void sweep_slot(HeapView& v, std::uint32_t slot) {
     }
     if (state.kind() == Kind::Reserved && state.owner() == slot) blocks.push_back(block);
     if (state.kind() == Kind::Span) {
+      if (!detail::span_block_well_formed(v, block, word)) {
+        v.corrupt("reap", "block at offset " + std::to_string(block) + " is no span of a class");
+      }
       std::uint64_t span = block + sizeof(heap::BlockHeader);
       std::atomic<std::uint32_t>* states = v.span_states(span);
-      std::uint32_t count = v.at<heap::SpanHeader>(span)->object_count;
+      std::uint32_t count = detail::class_geometry(state.type()).object_count;
       for (std::uint32_t i = 0; i < count; ++i) {
         State s{states[i].load(std::memory_order_acquire)};
         if ((s.kind() == Kind::Cached || s.kind() == Kind::Reserved) && s.owner() == slot) {

@@ -83,6 +83,7 @@ class Walker {
   bool frozen_;
   bool heap_held_;
   const heap::HeapControl* control_ = nullptr;
+  heap::ControlLayout layout_;  // control_'s fixed fields, read and checked once
   std::uint64_t begin_ = 0;
   std::uint64_t end_ = 0;
   HeapAudit audit_;
@@ -116,7 +117,7 @@ bool Walker::slot_alive(std::uint32_t slot) {
 std::string Walker::type_name(std::uint32_t id) const {
   if (id == 0 || id > heap::kMaxTypes) return {};
   const auto* entry =
-      get<heap::TypeEntry>(control_->types_offset + (id - 1) * sizeof(heap::TypeEntry));
+      get<heap::TypeEntry>(layout_.types_offset + (id - 1) * sizeof(heap::TypeEntry));
   if (entry == nullptr || entry->ready.load() != 1) return "type #" + std::to_string(id);
   return std::string(entry->name.data(), std::min<std::size_t>(entry->length, entry->name.size()));
 }
@@ -198,7 +199,7 @@ bool Walker::walk_blocks() {
           break;
         }
         std::uint64_t region = (block - begin_) / heap::kSpanBytes;
-        const auto* mark = get<std::atomic<std::uint8_t>>(control_->span_map_offset + region);
+        const auto* mark = get<std::atomic<std::uint8_t>>(layout_.span_map_offset + region);
         if (!heap_stale_ && (mark == nullptr || mark->load() != 1)) {
           problem("span at " + at_offset(span) + " is missing from the span map");
         }
@@ -262,8 +263,8 @@ bool Walker::walk_blocks() {
   s.metadata += kGranule;
   // Span map entries without a span behind them.
   if (!heap_stale_) {
-    for (std::uint64_t r = 0; r < control_->span_map_size; ++r) {
-      const auto* mark = get<std::atomic<std::uint8_t>>(control_->span_map_offset + r);
+    for (std::uint64_t r = 0; r < layout_.span_map_size; ++r) {
+      const auto* mark = get<std::atomic<std::uint8_t>>(layout_.span_map_offset + r);
       if (mark != nullptr && mark->load() != 0 &&
           !spans_.contains(begin_ + r * heap::kSpanBytes + kGranule)) {
         problem("span map marks region " + std::to_string(r) + " but no span is there");
@@ -354,8 +355,8 @@ void Walker::check_classes() {
 }
 
 void Walker::check_slots() {
-  for (std::uint32_t slot = 0; slot < control_->slot_capacity; ++slot) {
-    const auto* record = get<heap::SlotRecord>(control_->slots_offset +
+  for (std::uint32_t slot = 0; slot < layout_.slot_capacity; ++slot) {
+    const auto* record = get<heap::SlotRecord>(layout_.slots_offset +
                                                std::uint64_t{slot} * sizeof(heap::SlotRecord));
     if (record == nullptr) {
       problem("slot records run past the mapping");
@@ -376,23 +377,38 @@ void Walker::check_slots() {
       std::uint32_t states = 0;
       auto found = cached_by_slot_class_.find(std::uint64_t{slot} << 8 | c);
       if (found != cached_by_slot_class_.end()) states = found->second;
+      const detail::ClassGeometry& geometry = detail::class_geometry(c);
+      // The span an object of class c at `object` lives in, or 0.
+      auto span_holding = [&](std::uint64_t object) -> std::uint64_t {
+        if (object < begin_ || object >= end_) return 0;
+        const std::uint64_t span =
+            begin_ + (object - begin_) / heap::kSpanBytes * heap::kSpanBytes + kGranule;
+        auto info = spans_.find(span);
+        const std::uint64_t data = span + geometry.data_offset;
+        const bool is_object = info != spans_.end() && info->second.class_index == c &&
+                               object >= data && (object - data) % geometry.object_size == 0;
+        return is_object ? span : 0;
+      };
+      // Whatever a process does, its cache's head names an object of the
+      // class or nothing: the one check that holds while it runs (and the
+      // pointer its next allocation follows).
+      const std::uint64_t head = cache.head.load();
+      if (head != 0 && span_holding(head) == 0) {
+        problem("process slot " + std::to_string(slot) + " cache of class " + std::to_string(c) +
+                " starts at " + at_offset(head) + ", not an object of that class");
+        continue;
+      }
       if (!frozen && alive) continue;  // a running process moves its cache at will
       // A dead process's record may be half reset by a reaper that died or
       // stopped mid-reap; its holdings are counted from the states above and
       // the next reaper resets the record.
       if (!alive) continue;
       std::uint64_t length = 0;
-      std::uint64_t object = cache.head.load();
-      const detail::ClassGeometry& geometry = detail::class_geometry(c);
+      std::uint64_t object = head;
       for (; object != 0 && length <= count; ++length) {
-        std::uint64_t span = 0;
-        if (object >= begin_ && object < end_)
-          span = begin_ + (object - begin_) / heap::kSpanBytes * heap::kSpanBytes + kGranule;
-        auto info = spans_.find(span);
+        const std::uint64_t span = span_holding(object);
         const std::uint64_t data = span + geometry.data_offset;
-        bool is_object = info != spans_.end() && info->second.class_index == c && object >= data &&
-                         (object - data) % geometry.object_size == 0;
-        if (!is_object) {
+        if (span == 0) {
           problem("process slot " + std::to_string(slot) + " cache of class " + std::to_string(c) +
                   " links " + at_offset(object) + ", not an object of that class");
           break;
@@ -429,17 +445,18 @@ HeapAudit Walker::run(bool want_entries) {
     problem("the allocator region lies outside the mapping");
     return audit_;
   }
-  // The same checks Heap::validate makes when a segment is opened.
+  // The same checks Heap::validate makes when a segment is opened, on one copy.
   try {
-    Heap::validate(base_, mapped_, control_offset_, region_size_,
-                   registry_.valid() ? registry_.capacity : control_->slot_capacity, "(audit)");
+    layout_ =
+        Heap::validate(base_, mapped_, control_offset_, region_size_,
+                       registry_.valid() ? registry_.capacity : control_->slot_capacity, "(audit)");
   } catch (const Error& e) {
     problem(e.what());
     return audit_;
   }
-  begin_ = control_->arena_offset;
-  end_ = control_->arena_offset + control_->arena_size - kGranule;
-  audit_.stats.capacity = control_->arena_size;
+  begin_ = layout_.arena_offset;
+  end_ = layout_.arena_offset + layout_.arena_size - kGranule;
+  audit_.stats.capacity = layout_.arena_size;
   heap_stale_ = !frozen_ && !heap_held_ && needs_repair(control_->heap_lock);
   if (heap_stale_)
     notes_.push_back("heap lock held or needs repair; derived block state not checked");
@@ -597,9 +614,15 @@ HeapAudit Heap::audit(unsigned timeout_ms, std::vector<HeapEntry>* live) const {
 
 HeapAudit Heap::audit_offline(const std::byte* base, std::uint64_t mapped_size,
                               std::uint64_t region_offset, std::uint64_t region_size,
-                              const RegistryView& registry) {
+                              const RegistryView& registry, std::vector<HeapEntry>* live) {
   Walker walker(base, mapped_size, region_offset, region_size, registry, false, false);
-  return walker.run(false);
+  HeapAudit result = walker.run(live != nullptr);
+  if (live != nullptr) {
+    *live = std::move(walker.entries);
+    std::sort(live->begin(), live->end(),
+              [](const HeapEntry& a, const HeapEntry& b) { return a.offset < b.offset; });
+  }
+  return result;
 }
 
 std::vector<HeapEntry> Heap::dump_offline(const std::byte* base, std::uint64_t mapped_size,

@@ -131,12 +131,28 @@ void merge(HeapView& v, std::uint64_t start, std::uint64_t granules,
   in.op.store(static_cast<std::uint64_t>(HeapOp::None), std::memory_order_release);
 }
 
+// A free block of bin `bin` as its header says (the bins are derived and may
+// be damaged: checked before any use).
+std::uint64_t free_granules(HeapView& v, std::uint64_t block, const char* operation) {
+  std::uint64_t word =
+      v.block(v.checked_block(block, operation))->word.load(std::memory_order_relaxed);
+  std::uint64_t g = granules_of(word);
+  if (state_of(word).kind() != Kind::Free || g < kMinFreeGranules ||
+      g > (v.arena_end - block) / kGranule) {
+    v.corrupt(operation,
+              "a free list names block " + std::to_string(block) + ", which is not a free block");
+  }
+  return g;
+}
+
 // The smallest block in bin `bin` of at least `want` granules, or 0.
 std::uint64_t best_in_bin(HeapView& v, std::uint32_t bin, std::uint64_t want) {
   std::uint64_t best = 0;
   std::uint64_t best_granules = ~std::uint64_t{0};
+  std::uint64_t steps = 0;
   for (std::uint64_t b = v.control->bins[bin]; b != 0; b = links(v, b).next) {
-    std::uint64_t g = granules_of(v.block(b)->word.load(std::memory_order_relaxed));
+    if (++steps > v.list_limit()) v.corrupt("allocate", "a free list loops");
+    std::uint64_t g = free_granules(v, b, "allocate");
     if (g >= want && g < best_granules) {
       best = b;
       best_granules = g;
@@ -144,10 +160,6 @@ std::uint64_t best_in_bin(HeapView& v, std::uint32_t bin, std::uint64_t want) {
     }
   }
   return best;
-}
-
-[[noreturn]] void corrupt(HeapView& v, const char* operation, const std::string& why) {
-  v.fail(ErrorKind::CorruptHeap, operation, why + " (run shmctl audit for the whole picture)");
 }
 
 }  // namespace
@@ -174,18 +186,43 @@ std::uint64_t span_of(const HeapView& v, std::uint64_t offset) noexcept {
   return v.arena_begin + region * heap::kSpanBytes + sizeof(BlockHeader);
 }
 
-void bin_insert(HeapView& v, std::uint64_t block, std::uint64_t granules) noexcept {
+bool span_block_well_formed(const HeapView& v, std::uint64_t block, std::uint64_t word) noexcept {
+  return block >= v.arena_begin && (block - v.arena_begin) % heap::kSpanBytes == 0 &&
+         granules_of(word) == heap::kSpanBytes / kGranule &&
+         block + heap::kSpanBytes <= v.arena_end && state_of(word).type() < heap::kClassCount;
+}
+
+std::uint64_t checked_span(const HeapView& v, std::uint64_t span, std::uint32_t class_index,
+                           const char* operation) {
+  const bool found = span >= sizeof(BlockHeader) && span_of(v, span) == span &&
+                     (span - sizeof(BlockHeader) - v.arena_begin) % heap::kSpanBytes == 0;
+  if (found) {
+    std::uint64_t word = v.block(span - sizeof(BlockHeader))->word.load(std::memory_order_acquire);
+    if (state_of(word).kind() == Kind::Span && state_of(word).type() == class_index &&
+        span_block_well_formed(v, span - sizeof(BlockHeader), word) &&
+        v.at<SpanHeader>(span)->class_index == class_index) {
+      return span;
+    }
+  }
+  v.corrupt(operation, "a list of spans of class " + std::to_string(class_index) +
+                           " names offset " + std::to_string(span) + ", not such a span");
+}
+
+void bin_insert(HeapView& v, std::uint64_t block, std::uint64_t granules) {
   std::uint32_t bin = bin_for(granules);
   std::uint64_t head = v.control->bins[bin];
+  if (head != 0) v.checked_block(head, "free");
   links(v, block) = {head, 0};
   if (head != 0) links(v, head).prev = block;
   v.control->bins[bin] = block;
   v.control->bin_bitmap.fetch_or(std::uint64_t{1} << bin, std::memory_order_relaxed);
 }
 
-void bin_remove(HeapView& v, std::uint64_t block, std::uint64_t granules) noexcept {
+void bin_remove(HeapView& v, std::uint64_t block, std::uint64_t granules) {
   std::uint32_t bin = bin_for(granules);
   FreeLinks l = links(v, block);
+  if (l.prev != 0) v.checked_block(l.prev, "unlink a free block");
+  if (l.next != 0) v.checked_block(l.next, "unlink a free block");
   if (l.prev != 0) {
     links(v, l.prev).next = l.next;
   } else {
@@ -232,8 +269,10 @@ std::uint64_t carve_block(HeapView& v, std::uint64_t granules, std::uint64_t ali
     for (; bins != 0 && block == 0; bins &= bins - 1) {
       std::uint64_t best_granules = ~std::uint64_t{0};
       auto b_index = static_cast<std::uint32_t>(std::countr_zero(bins));
+      std::uint64_t steps = 0;
       for (std::uint64_t b = v.control->bins[b_index]; b != 0; b = links(v, b).next) {
-        std::uint64_t g = granules_of(v.block(b)->word.load(std::memory_order_relaxed));
+        if (++steps > v.list_limit()) v.corrupt("allocate", "a free list loops");
+        std::uint64_t g = free_granules(v, b, "allocate");
         if (lead_of(b) / kGranule + granules <= g && g < best_granules) {
           block = b;
           best_granules = g;
@@ -269,8 +308,15 @@ void release_block(HeapView& v, std::uint64_t block) {
   std::uint64_t total = granules_of(h->word.load(std::memory_order_acquire));
   std::array<std::uint64_t, 2> absorbed{0, 0};
   if (h->prev_granules != 0) {
-    std::uint64_t prev = block - std::uint64_t{h->prev_granules} * kGranule;
+    const std::uint64_t prev_granules = h->prev_granules;
+    if (prev_granules > (block - v.arena_begin) / kGranule) {
+      v.corrupt("free", "block " + std::to_string(block) + " names a neighbour before the arena");
+    }
+    std::uint64_t prev = block - prev_granules * kGranule;
     std::uint64_t word = v.block(prev)->word.load(std::memory_order_acquire);
+    if (granules_of(word) != prev_granules) {
+      v.corrupt("free", "block " + std::to_string(block) + " and its neighbour disagree on sizes");
+    }
     if (state_of(word).kind() == Kind::Free) {
       bin_remove(v, prev, granules_of(word));
       start = prev;
@@ -278,7 +324,11 @@ void release_block(HeapView& v, std::uint64_t block) {
       absorbed[0] = block;
     }
   }
-  std::uint64_t next = block + granules_of(h->word.load(std::memory_order_acquire)) * kGranule;
+  const std::uint64_t own = granules_of(h->word.load(std::memory_order_acquire));
+  if (own == 0 || own > (v.arena_end - block) / kGranule) {
+    v.corrupt("free", "block at offset " + std::to_string(block) + " has a broken header");
+  }
+  std::uint64_t next = block + own * kGranule;
   std::uint64_t next_word = v.block(next)->word.load(std::memory_order_acquire);
   if (next < v.arena_end && state_of(next_word).kind() == Kind::Free) {
     bin_remove(v, next, granules_of(next_word));
@@ -297,14 +347,14 @@ void repair_blocks(HeapView& v) {
     bool inside = in.block >= v.arena_begin && in.block < v.arena_end && in.first_granules != 0 &&
                   in.total_granules >= in.first_granules &&
                   in.block + in.total_granules * kGranule <= v.arena_end;
-    if (!inside) corrupt(v, "repair", "the heap intent names blocks outside the arena");
+    if (!inside) v.corrupt("repair", "the heap intent names blocks outside the arena");
     if (op == HeapOp::Split) apply_split(v, in);
     if (op == HeapOp::Merge) apply_merge(v, in);
     in.op.store(static_cast<std::uint64_t>(HeapOp::None), std::memory_order_release);
   }
   v.control->bins.fill(0);
   v.control->bin_bitmap.store(0, std::memory_order_relaxed);
-  std::vector<std::uint8_t> spans(v.control->span_map_size, 0);
+  std::vector<std::uint8_t> spans(v.layout.span_map_size, 0);
   std::uint64_t prev = 0;  // the previous block, 0 before the first
   std::uint64_t prev_granules = 0;
   bool prev_free = false;
@@ -314,7 +364,7 @@ void repair_blocks(HeapView& v) {
     std::uint64_t word = h->word.load(std::memory_order_acquire);
     std::uint64_t g = granules_of(word);
     if (g == 0 || block + g * kGranule > v.arena_end || !state_of(word).valid_bits()) {
-      corrupt(v, "repair", "block at offset " + std::to_string(block) + " has a broken header");
+      v.corrupt("repair", "block at offset " + std::to_string(block) + " has a broken header");
     }
     h->prev_granules = static_cast<std::uint32_t>(prev_granules);
     h->check = BlockHeader::check_for(block, g);
@@ -330,6 +380,9 @@ void repair_blocks(HeapView& v) {
       continue;
     }
     if (kind == Kind::Free) bin_insert(v, block, g);
+    if (kind == Kind::Span && !span_block_well_formed(v, block, word)) {
+      v.corrupt("repair", "block at offset " + std::to_string(block) + " is no span of a class");
+    }
     if (kind == Kind::Span) spans[(block - v.arena_begin) / heap::kSpanBytes] = 1;
     prev = block;
     prev_granules = g;
@@ -338,7 +391,7 @@ void repair_blocks(HeapView& v) {
   }
   if (block != v.arena_end ||
       state_of(v.block(block)->word.load(std::memory_order_acquire)).kind() != Kind::Sentinel) {
-    corrupt(v, "repair", "the blocks do not end at the arena's sentinel");
+    v.corrupt("repair", "the blocks do not end at the arena's sentinel");
   }
   v.block(block)->prev_granules = static_cast<std::uint32_t>(prev_granules);
   for (std::uint64_t r = 0; r < spans.size(); ++r) {
@@ -359,14 +412,23 @@ void rebuild_classes(HeapView& v, std::uint64_t class_mask) {
     std::uint64_t word = v.block(block)->word.load(std::memory_order_acquire);
     State state = state_of(word);
     if (granules_of(word) == 0 || block + granules_of(word) * kGranule > v.arena_end) {
-      corrupt(v, "rebuild", "block at offset " + std::to_string(block) + " has a broken header");
+      v.corrupt("rebuild", "block at offset " + std::to_string(block) + " has a broken header");
+    }
+    if (state.kind() == Kind::Span && !span_block_well_formed(v, block, word)) {
+      v.corrupt("rebuild", "block at offset " + std::to_string(block) + " is no span of a class");
     }
     if (state.kind() == Kind::Span && (class_mask >> state.type() & 1) != 0) {
       std::uint64_t span = block + sizeof(BlockHeader);
       auto* header = v.at<SpanHeader>(span);
       std::atomic<std::uint32_t>* states = v.span_states(span);
       std::uint32_t free_count = 0;
-      for (std::uint32_t i = 0; i < header->object_count; ++i) {
+      // The class's geometry, not the span's own header, bounds the walk.
+      const ClassGeometry& geometry = class_geometry(state.type());
+      header->class_index = state.type();
+      header->object_count = geometry.object_count;
+      header->data_offset = geometry.data_offset;
+      if (header->cursor >= geometry.object_count) header->cursor = 0;
+      for (std::uint32_t i = 0; i < geometry.object_count; ++i) {
         if (State{states[i].load(std::memory_order_acquire)}.kind() == Kind::Free) ++free_count;
       }
       ClassControl& cls = v.control->classes[state.type()];
@@ -387,8 +449,10 @@ void release_empty_spans(HeapView& v, std::uint32_t class_index) {
   ClassControl& cls = v.control->classes[class_index];
   const ClassGeometry& geometry = class_geometry(class_index);
   std::uint64_t* link = &cls.partial;
+  std::uint64_t steps = 0;
   while (*link != 0 && cls.spans > 1) {
-    std::uint64_t span = *link;
+    if (++steps > v.list_limit()) v.corrupt("free", "a list of spans loops");
+    std::uint64_t span = checked_span(v, *link, class_index, "free");
     auto* header = v.at<SpanHeader>(span);
     if (header->free_count != geometry.object_count) {
       link = &header->next_partial;

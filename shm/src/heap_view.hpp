@@ -46,6 +46,7 @@ struct HeapView {
   std::byte* base = nullptr;
   std::uint64_t mapped = 0;
   HeapControl* control = nullptr;
+  heap::ControlLayout layout;  // its fixed fields, validated (never re-read)
   std::uint64_t region_size = 0;
   RegistryView registry;                          // validated at attach; no table when detached
   std::weak_ptr<ProcessRegistry> registry_owner;  // with the reapers, for await_reap
@@ -66,10 +67,10 @@ struct HeapView {
   }
   BlockHeader* block(std::uint64_t offset) const noexcept { return at<BlockHeader>(offset); }
   SlotRecord& record(std::uint32_t index) const noexcept {
-    return at<SlotRecord>(control->slots_offset)[index];
+    return at<SlotRecord>(layout.slots_offset)[index];
   }
   std::atomic<std::uint8_t>& span_map(std::uint64_t region) const noexcept {
-    return at<std::atomic<std::uint8_t>>(control->span_map_offset)[region];
+    return at<std::atomic<std::uint8_t>>(layout.span_map_offset)[region];
   }
   std::atomic<std::uint32_t>* span_states(std::uint64_t span) const noexcept {
     return at<std::atomic<std::uint32_t>>(span + sizeof(SpanHeader));
@@ -77,6 +78,27 @@ struct HeapView {
   std::string object() const { return "heap of segment \"" + segment + "\""; }
   [[noreturn]] void fail(ErrorKind kind, const char* operation, const std::string& why) const {
     throw Error(kind, object(), operation, why);
+  }
+  [[noreturn]] void corrupt(const char* operation, const std::string& why) const {
+    fail(ErrorKind::CorruptHeap, operation, why + " (run shmctl audit for the whole picture)");
+  }
+  // Every offset read from the segment (a bin's or free block's link, a list
+  // of spans, a cache's chain) is checked before it is followed: a damaged or
+  // hostile segment gives CorruptHeap, never a stray access.
+  bool is_block(std::uint64_t offset) const noexcept {
+    return offset >= arena_begin && offset < arena_end &&
+           (offset - arena_begin) % heap::kGranule == 0;
+  }
+  std::uint64_t checked_block(std::uint64_t offset, const char* operation) const {
+    if (!is_block(offset)) {
+      corrupt(operation,
+              "a free list names offset " + std::to_string(offset) + ", not a block of the arena");
+    }
+    return offset;
+  }
+  // More steps than this through a list of blocks or spans means a cycle.
+  std::uint64_t list_limit() const noexcept {
+    return (arena_end - arena_begin) / heap::kGranule + 1;
   }
 };
 
@@ -89,6 +111,14 @@ struct SmallRef {
 };
 // Span of an offset: the span payload offset when the region is a span.
 std::uint64_t span_of(const HeapView& v, std::uint64_t offset) noexcept;
+// Whether a block whose header says Span has a span's place and size (a
+// damaged header could otherwise send a walk of its object states past the
+// arena): checked before its states are read.
+bool span_block_well_formed(const HeapView& v, std::uint64_t block, std::uint64_t word) noexcept;
+// `span`, read from the segment as a span of class `class_index`, checked to
+// be one (span map, block header, class); CorruptHeap otherwise.
+std::uint64_t checked_span(const HeapView& v, std::uint64_t span, std::uint32_t class_index,
+                           const char* operation);
 
 // --- locks ------------------------------------------------------------
 // A slot's turn: its process's threads take turns inside the allocator, and an
@@ -147,8 +177,8 @@ class ClassLock {
 };
 
 // --- under the heap lock (heap_blocks.cpp) -----------------------------
-void bin_insert(HeapView& v, std::uint64_t block, std::uint64_t granules) noexcept;
-void bin_remove(HeapView& v, std::uint64_t block, std::uint64_t granules) noexcept;
+void bin_insert(HeapView& v, std::uint64_t block, std::uint64_t granules);
+void bin_remove(HeapView& v, std::uint64_t block, std::uint64_t granules);
 // A block of `granules` whose payload is aligned to `alignment`, in state
 // `state`; 0 when nothing fits.
 std::uint64_t carve_block(HeapView& v, std::uint64_t granules, std::uint64_t alignment,

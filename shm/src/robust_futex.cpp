@@ -61,6 +61,10 @@ constexpr std::uint64_t kLivenessCheckNs = 200'000'000;
 // a few milliseconds of the mark (its files close just after its robust list
 // is walked); one that lives will release it, perhaps much later: back off.
 constexpr std::uint64_t kFirstMarkCheckNs = 1'000'000;
+// How long an owner-died mark with no recorded holder must stay so before it
+// is believed (see recorded_holder_gone): longer than any scheduling delay a
+// live holder meets between taking the word and recording itself, save a stop.
+constexpr std::uint64_t kUnrecordedGraceNs = 200'000'000;
 // The kernel walks at most this many entries of a robust list (ROBUST_LIST_LIMIT).
 constexpr int kRobustListLimit = 2048;
 
@@ -124,11 +128,20 @@ bool RobustFutex::held_despite_mark(const detail::ThreadLockContext& t,
          linked_by(t);
 }
 
-bool RobustFutex::recorded_holder_gone(const detail::ThreadLockContext& t) const noexcept {
+bool RobustFutex::recorded_holder_gone(const detail::ThreadLockContext& t) noexcept {
   const pid_t pid = holder_pid.load(std::memory_order_acquire);
-  // Nobody inside: the holder died between taking the word and recording
-  // itself, or while releasing; either way past or before its critical section.
-  if (pid <= 0) return true;
+  if (pid <= 0) {
+    // No holder recorded: it died between taking the word and recording
+    // itself, or while releasing (past or before its critical section) - or
+    // it lives in that instant and the mark is another namespace's thread's
+    // (see "Kernel marks"). A live holder records itself within
+    // microseconds, so the mark is believed once no holder has appeared for
+    // kUnrecordedGraceNs since someone first saw it so (held_since_ns, which
+    // holders clear when they record themselves and when they release).
+    note_holder_seen();
+    const std::uint64_t since = held_since_ns.load(std::memory_order_relaxed);
+    return since != 0 && sys::coarse_monotonic_ns() - since >= kUnrecordedGraceNs;
+  }
   const pid_t tid = holder_thread.load(std::memory_order_relaxed);
   const std::uint32_t pid_namespace = holder_pid_namespace.load(std::memory_order_relaxed);
   const std::uint64_t start_time = holder_start_time.load(std::memory_order_relaxed);
@@ -261,6 +274,7 @@ void RobustFutex::unlock_slow() {
   }
   fp_lock_before_release.reached();
   holder_pid.store(0, std::memory_order_relaxed);
+  held_since_ns.store(0, std::memory_order_relaxed);
   detail::set_pending(t, this);
   unlink();
   release_word(t, word.load(std::memory_order_relaxed));

@@ -181,6 +181,7 @@ Segment& Segment::operator=(Segment&& other) noexcept {
     object_ = std::move(other.object_);
     inheritable_fd_ = std::move(other.inheritable_fd_);
     user_ = other.user_;
+    layout_ = other.layout_;
     bounded_user_area_ = other.bounded_user_area_;
   }
   return *this;
@@ -308,7 +309,8 @@ Segment Segment::attach_object(ShmObject object, bool created, std::size_t creat
           throw;
         }
         sys::flock_unlock(fd, described);
-        segment.finish_attach(options);
+        segment.finish_attach(validate_header(segment.header(), create_size, segment.name()),
+                              options);
         return segment;
       }
       sys::flock_unlock(fd, described);
@@ -341,8 +343,7 @@ Segment Segment::attach_object(ShmObject object, bool created, std::size_t creat
     throw Error(ErrorKind::Truncated, described, "open", "smaller than a segment header");
   }
   segment.map_whole(object_size, options.address_hint);
-  validate_header(segment.header(), object_size, segment.name());
-  const SegmentHeader& header = segment.header();
+  const SegmentLayout layout = validate_header(segment.header(), object_size, segment.name());
   struct stat st = segment.object_.stat();
   uid_t self = sys::geteuid();
   if (!options.allow_foreign_owner && st.st_uid != self) {
@@ -351,9 +352,10 @@ Segment Segment::attach_object(ShmObject object, bool created, std::size_t creat
                     " (allow_foreign_owner accepts it)");
   }
   // Map exactly the size the header records; a larger object keeps its tail.
-  std::uint64_t total = header.total_size.load(std::memory_order_acquire);
-  if (total != segment.mapping_.size()) segment.map_whole(total, options.address_hint);
-  segment.finish_attach(options);
+  if (layout.total_size != segment.mapping_.size()) {
+    segment.map_whole(layout.total_size, options.address_hint);
+  }
+  segment.finish_attach(layout, options);
   return segment;
 }
 
@@ -370,8 +372,9 @@ void Segment::map_whole(std::size_t size, void* hint) {
   mapping_ = Mapping::map(request);
 }
 
-void Segment::finish_attach(const SegmentOptions& options) {
-  const SegmentHeader& h = header();
+void Segment::finish_attach(const SegmentLayout& layout, const SegmentOptions& options) {
+  layout_ = layout;
+  const SegmentLayout& h = layout_;
   user_.offset = h.user.offset;
   user_.size = h.user.size;
   bounded_user_area_ = user_.size != 0 || h.allocator.size != 0;
@@ -427,6 +430,22 @@ HeapAudit Segment::audit(unsigned timeout_ms) {
   HeapAudit result = heap().audit(timeout_ms, &live);
   if (result.complete) {
     for (std::string& problem : names_.check(live)) result.problems.push_back(std::move(problem));
+  }
+  return result;
+}
+
+HeapAudit Segment::audit_offline() const {
+  if (layout_.allocator.size == 0) {
+    throw Error(ErrorKind::InvalidArgument, describe(), "audit", "it has no heap to audit");
+  }
+  std::vector<HeapEntry> live;
+  HeapAudit result = Heap::audit_offline(base(), mapping_.size(), layout_.allocator.offset,
+                                         layout_.allocator.size, registry_->view(), &live);
+  if (result.complete) {
+    auto* table = reinterpret_cast<NameTable*>(base() + layout_.names.offset);
+    for (std::string& problem : NameDirectory(table, Heap(), name()).check(live)) {
+      result.problems.push_back(std::move(problem));
+    }
   }
   return result;
 }
@@ -525,11 +544,11 @@ void Segment::check_not_truncated() const {
 
 void Segment::resize(std::size_t new_size) {
   if (!writable()) throw Error(ErrorKind::PermissionDenied, describe(), "resize", "read-only");
-  if (heap_.valid() || header().allocator.size != 0) {
+  if (heap_.valid() || layout_.allocator.size != 0) {
     throw Error(ErrorKind::NotSupported, describe(), "resize",
                 "a segment with a heap has a fixed size");
   }
-  std::size_t minimum = header().minimum_size;
+  std::size_t minimum = layout_.minimum_size;
   if (new_size < minimum) {
     throw Error(ErrorKind::TooSmall, describe(), "resize",
                 std::to_string(new_size) + " bytes, the layout needs " + std::to_string(minimum));
@@ -554,7 +573,7 @@ void Segment::refresh() {
   check_not_truncated();
   Mapping old = std::move(mapping_);  // stays mapped until everything points at the new one
   map_whole(total, nullptr);
-  auto* table = reinterpret_cast<RegistryTable*>(base() + header().registry.offset);
+  auto* table = reinterpret_cast<RegistryTable*>(base() + layout_.registry.offset);
   registry_->rebase(table);
   registration_.rebase(table);
 }

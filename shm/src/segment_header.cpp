@@ -1,6 +1,8 @@
 #include "shmutils/shm/segment_header.hpp"
 
+#include <array>
 #include <cstddef>
+#include <cstring>
 
 #include "shmutils/shm/error.hpp"
 
@@ -17,9 +19,12 @@ std::uint64_t header_checksum(const SegmentHeader& header) noexcept {
   return hash;
 }
 
-void validate_header(const SegmentHeader& header, std::uint64_t object_size,
-                     const std::string& segment) {
+SegmentLayout validate_header(const SegmentHeader& shared, std::uint64_t object_size,
+                              const std::string& segment) {
   const std::string object = "segment \"" + segment + "\"";
+  alignas(SegmentHeader) std::array<std::byte, sizeof(SegmentHeader)> bytes;
+  std::memcpy(bytes.data(), static_cast<const void*>(&shared), bytes.size());
+  const auto& header = *reinterpret_cast<const SegmentHeader*>(bytes.data());
   std::uint64_t magic = header.magic.load(std::memory_order_acquire);
   if (magic != kSegmentMagic) {
     throw Error(ErrorKind::BadMagic, object, "validate header",
@@ -65,6 +70,7 @@ void validate_header(const SegmentHeader& header, std::uint64_t object_size,
   if (header.user.offset < header.registry.offset + header.registry.size) {
     corrupt("user region overlaps the registry");
   }
+  return {total, header.minimum_size, header.registry, header.allocator, header.names, header.user};
 }
 
 }  // namespace shmutils

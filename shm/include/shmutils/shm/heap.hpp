@@ -176,10 +176,11 @@ class Heap {
   // Formats the region at `region_offset` and the arena (creator only).
   static void format(std::byte* base, std::uint64_t region_offset, std::uint32_t slots,
                      std::uint64_t arena_offset, std::uint64_t arena_size);
-  // Checks the region's fixed fields against the segment; throws CorruptHeap.
-  static void validate(const std::byte* base, std::uint64_t mapped_size,
-                       std::uint64_t region_offset, std::uint64_t region_size,
-                       std::uint32_t registry_capacity, const std::string& segment);
+  // Reads the region's fixed fields once and checks them against the
+  // segment; throws CorruptHeap.
+  static heap::ControlLayout validate(const std::byte* base, std::uint64_t mapped_size,
+                                      std::uint64_t region_offset, std::uint64_t region_size,
+                                      std::uint32_t registry_capacity, const std::string& segment);
   // A view for an attachment; slot is this process's registry slot or -1.
   static Heap attach(std::byte* base, std::uint64_t mapped_size, std::uint64_t region_offset,
                      std::uint64_t region_size, const RegistryView& registry, std::int64_t slot,
@@ -194,7 +195,8 @@ class Heap {
   // offset before touching it (safe on arbitrary bytes).
   static HeapAudit audit_offline(const std::byte* base, std::uint64_t mapped_size,
                                  std::uint64_t region_offset, std::uint64_t region_size,
-                                 const RegistryView& registry);
+                                 const RegistryView& registry,
+                                 std::vector<HeapEntry>* live = nullptr);
   // The dump and figures of such a mapping, without locking (tools).
   static std::vector<HeapEntry> dump_offline(const std::byte* base, std::uint64_t mapped_size,
                                              std::uint64_t region_offset, std::uint64_t region_size,

@@ -196,4 +196,17 @@ static_assert(std::is_standard_layout_v<HeapControl>);
 
 std::uint64_t control_checksum(const HeapControl& control) noexcept;
 
+// HeapControl's fixed fields as Heap::validate read them, once: whoever uses
+// them afterwards uses this copy, never the shared words again (a writer could
+// change them between the check and the use).
+struct ControlLayout {
+  std::uint32_t slot_capacity = 0;
+  std::uint64_t arena_offset = 0;
+  std::uint64_t arena_size = 0;
+  std::uint64_t slots_offset = 0;
+  std::uint64_t span_map_offset = 0;
+  std::uint64_t span_map_size = 0;
+  std::uint64_t types_offset = 0;
+};
+
 }  // namespace shmutils::heap

@@ -46,8 +46,9 @@
 //                holder's lock owner-died. So owner-died is believed only when
 //                the holder recorded in the record (pid, tid, namespace) is
 //                gone (sys::thread_departed in our namespace, its registry slot
-//                elsewhere) or no holder is recorded (it died taking or
-//                releasing the word); otherwise the lock is still held and the
+//                elsewhere), or no holder has been recorded for 200 ms (it
+//                died taking or releasing the word: a live one records itself
+//                at once); otherwise the lock is still held and the
 //                waiter keeps checking, 1 ms at first, backing off. The holder
 //                knows the lock is still its own by finding it in its robust
 //                list, and releases it as usual.
@@ -107,7 +108,7 @@ struct RobustFutex {
   void record_holder(const detail::ThreadLockContext& t) noexcept;
   void release_word(detail::ThreadLockContext& t, std::uint32_t seen) noexcept;
   bool linked_by(const detail::ThreadLockContext& t) const noexcept;
-  bool recorded_holder_gone(const detail::ThreadLockContext& t) const noexcept;
+  bool recorded_holder_gone(const detail::ThreadLockContext& t) noexcept;
 
  public:
   // Records "seen held now" if no earlier sighting of this holder is recorded.
@@ -249,6 +250,7 @@ inline void RobustFutex::unlock() {
     return;
   }
   holder_pid.store(0, std::memory_order_relaxed);
+  held_since_ns.store(0, std::memory_order_relaxed);
   detail::set_pending(t, this);
   unlink();
   release_word(t, word.load(std::memory_order_relaxed));

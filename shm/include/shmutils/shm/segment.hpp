@@ -126,6 +126,9 @@ class Segment {
   std::size_t size() const noexcept;
   std::size_t mapped_size() const noexcept { return mapping_.size(); }
   const SegmentHeader& header() const noexcept { return *reinterpret_cast<SegmentHeader*>(base()); }
+  // The header's regions as validated when this attachment was made: use
+  // these, not header()'s, which any writer of the segment may change.
+  const SegmentLayout& layout() const noexcept { return layout_; }
   Uuid uuid() const noexcept;
   int fd() const noexcept { return object_.fd(); }
   const ShmObject& object() const noexcept { return object_; }
@@ -149,6 +152,10 @@ class Segment {
   // Checks the heap (live: see Heap::audit) and that every name points at a
   // live published block.
   HeapAudit audit(unsigned timeout_ms = 1000);
+  // The same checks without freezing anyone (a read-only attachment, a tool
+  // looking at a segment in use): every check of the heap that needs no still
+  // moment, and the names. Throws InvalidArgument when there is no heap.
+  HeapAudit audit_offline() const;
   // This attachment's registry slot; invalid when not registered.
   const Registration& registration() const noexcept { return registration_; }
 
@@ -178,13 +185,14 @@ class Segment {
   static Segment attach_object(ShmObject object, bool created, std::size_t create_size,
                                const SegmentOptions& options);
   void map_whole(std::size_t size, void* hint);
-  void finish_attach(const SegmentOptions& options);
+  void finish_attach(const SegmentLayout& layout, const SegmentOptions& options);
   std::string describe() const { return object_.describe(); }
 
   void detach_heap() noexcept;
 
   ShmObject object_;
   Mapping mapping_;
+  SegmentLayout layout_;  // validated at attach
   // The user region as validated at attach (never re-read: a peer may
   // rewrite the header); size 0 without a heap means "to the end".
   SegmentRegion user_{};

@@ -58,9 +58,22 @@ static_assert(sizeof(SegmentHeader) == 256, "the header is part of the on-disk l
 // FNV-1a 64 over the checksummed fields of the header.
 std::uint64_t header_checksum(const SegmentHeader& header) noexcept;
 
-// Throws BadMagic, VersionMismatch, CorruptHeader or Truncated (object_size
-// smaller than total_size), naming `segment`. object_size is the fstat size.
-void validate_header(const SegmentHeader& header, std::uint64_t object_size,
-                     const std::string& segment);
+// The header's layout as validate_header read it, once: an attachment uses
+// this copy, never the shared words again (a peer could change them between
+// the check and the use).
+struct SegmentLayout {
+  std::uint64_t total_size = 0;  // at validation; resize() publishes changes in the header
+  std::uint64_t minimum_size = 0;
+  SegmentRegion registry{};
+  SegmentRegion allocator{};
+  SegmentRegion names{};
+  SegmentRegion user{};
+};
+
+// Copies the header once and checks the copy. Throws BadMagic,
+// VersionMismatch, CorruptHeader or Truncated (object_size smaller than
+// total_size), naming `segment`. object_size is the fstat size.
+SegmentLayout validate_header(const SegmentHeader& header, std::uint64_t object_size,
+                              const std::string& segment);
 
 }  // namespace shmutils
