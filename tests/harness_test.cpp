@@ -8,8 +8,11 @@
 
 #include <new>
 #include <set>
+#include <thread>
 
 #include "shmutils/framework/builtin_scenarios.hpp"
+#include "shmutils/framework/scenario.hpp"
+#include "shmutils/framework/witness.hpp"
 #include "shmutils/shm/sys.hpp"
 
 namespace shmutils::framework {
@@ -256,4 +259,34 @@ std::unique_ptr<Scenario> make_test_scenario(std::string_view name) {
   return make_builtin_scenario(name);
 }
 
+}  // namespace shmutils::framework
+
+namespace shmutils::framework {
+namespace {
+
+// A lone worker (RunOptions::workers = 1) has nobody to take turns with: the
+// queue scenario's single worker must produce and consume by itself rather
+// than wait on a full queue. Bounded by operations; time is only a deadline.
+TEST(LoneWorkerTest, TheQueueScenarioKeepsALoneWorkerBusy) {
+  auto scenario = make_builtin_scenario("condition_variable");
+  ASSERT_NE(scenario, nullptr);
+  Segment segment = Segment::create_anonymous(scenario->segment_size(), {.heap = true});
+  auto witness = std::make_unique<Witness>();
+  scenario->setup(segment, *witness);
+  witness->scenario(kWorkerCount).store(1);
+  WorkerContext context(segment, *witness, 0, 1);
+  std::thread worker([&] { scenario->work(context); });
+  constexpr std::uint64_t kOperations = 5'000;
+  const std::uint64_t deadline = sys::monotonic_ns() + 60'000'000'000ULL;
+  while (context.record().operations.load() < kOperations && sys::monotonic_ns() < deadline) {
+    sys::sleep_ns(1'000'000);
+  }
+  witness->scenario(kStopFlag).store(1);
+  worker.join();
+  EXPECT_GE(context.record().operations.load(), kOperations)
+      << "the lone worker stopped making progress";
+  EXPECT_TRUE(scenario->check(segment, *witness, true).empty());
+}
+
+}  // namespace
 }  // namespace shmutils::framework

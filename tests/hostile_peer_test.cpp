@@ -3,6 +3,7 @@
 // CorruptHeap (or another Error), never a stray access; the offline audit
 // reports what the live one would; fields validated at open are not re-read.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <string_view>
@@ -99,6 +100,16 @@ TEST_F(HostilePeerTest, ANameOutOfTheHeapIsReportedOfflineAndRefusedByFind) {
   EXPECT_TRUE(audit_reports("named object \"answer\" points at offset"));
   const ErrorKind kind = kind_of([&] { (void)segment_.names().find<std::uint64_t>("answer"); });
   EXPECT_TRUE(kind == ErrorKind::OutOfRange || kind == ErrorKind::CorruptHeap) << to_string(kind);
+}
+
+// Another process truncates the segment under a reader: the offline audit
+// reads a copy, so the reader gets Truncated instead of SIGBUS.
+TEST_F(HostilePeerTest, TheOfflineAuditOfASegmentTruncatedUnderItIsTruncatedNotSigbus) {
+  heap_.free(heap_.allocate(100'000));
+  ASSERT_EQ(::ftruncate(segment_.fd(), 8192), 0);
+  EXPECT_EQ(kind_of([&] { (void)segment_.audit_offline(); }), ErrorKind::Truncated);
+  ASSERT_EQ(::ftruncate(segment_.fd(), static_cast<off_t>(segment_.mapped_size())), 0);
+  EXPECT_FALSE(segment_.audit_offline().ok()) << "the truncation zeroed the arena's headers";
 }
 
 // The control block's table offsets were validated at open: a peer moving

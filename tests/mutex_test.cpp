@@ -273,6 +273,63 @@ TEST_F(MutexTest, AnOwnerDiedMarkWithNoRecordedHolderIsBelievedOnlyAfterAGrace) 
   pair_->mutex.release();
 }
 
+// A process that may write the segment rewrites the robust-list links of a
+// lock this thread holds, aiming release() at this process's private memory.
+// Nothing is stored there; the forgery is counted, the lock released, and the
+// thread's list still works.
+TEST_F(MutexTest, ReleaseNeverStoresThroughRobustListLinksAnotherProcessForged) {
+  std::uintptr_t private_words[4] = {11, 22, 33, 44};
+  Mutex& mutex = pair_->mutex;
+  ASSERT_EQ(mutex.acquire(), LockResult::Acquired);
+  const std::uint64_t forged_before = forged_robust_links();
+  RobustFutex* futex = &mutex.futex();
+  auto peer = framework::ChildProcess::fork([futex, &private_words] {
+    futex->list_next = reinterpret_cast<std::uintptr_t>(&private_words[1]);
+    futex->list_prev = reinterpret_cast<std::uintptr_t>(&private_words[2]);
+    return 0;
+  });
+  ASSERT_TRUE(peer.wait().success());
+  EXPECT_NO_THROW(mutex.release());
+  EXPECT_EQ(private_words[0], 11U);
+  EXPECT_EQ(private_words[1], 22U);
+  EXPECT_EQ(private_words[2], 33U);
+  EXPECT_EQ(private_words[3], 44U);
+  EXPECT_EQ(forged_robust_links(), forged_before + 1);
+  Mutex* m = &mutex;
+  auto other = framework::ChildProcess::fork(
+      [m] { return m->try_acquire() == LockResult::Acquired ? 0 : 1; });
+  EXPECT_TRUE(other.wait().success()) << "the lock was not released";
+  EXPECT_EQ(mutex.acquire(), LockResult::OwnerDied) << "(its taker ended holding it)";
+  mutex.mark_consistent();
+  mutex.release();
+  EXPECT_EQ(forged_robust_links(), forged_before + 1);
+}
+
+// Robust pthread mutexes share the thread's robust list with ours; held and
+// released in any order they are neighbours, not forgeries.
+TEST_F(MutexTest, ARobustPthreadMutexNextToOursInTheListIsNoForgery) {
+  pthread_mutex_t plain;
+  sys::robust_mutex_init(&plain, "test");
+  const std::uint64_t forged_before = forged_robust_links();
+  Mutex& mutex = pair_->mutex;
+  for (int order = 0; order < 4; ++order) {
+    const bool ours_first = (order & 1) != 0;
+    const bool release_ours_first = (order & 2) != 0;
+    if (ours_first) {
+      ASSERT_EQ(mutex.acquire(), LockResult::Acquired);
+    }
+    ASSERT_EQ(::pthread_mutex_lock(&plain), 0);
+    if (!ours_first) {
+      ASSERT_EQ(mutex.acquire(), LockResult::Acquired);
+    }
+    if (release_ours_first) mutex.release();
+    ASSERT_EQ(::pthread_mutex_unlock(&plain), 0);
+    if (!release_ours_first) mutex.release();
+  }
+  EXPECT_EQ(forged_robust_links(), forged_before);
+  ::pthread_mutex_destroy(&plain);
+}
+
 TEST_F(MutexTest, ReleasingWithoutMarkingConsistentLeavesTheRepairToTheNextAcquirer) {
   auto child = holder_that_breaks_the_pair();
   test::kill_now(child);

@@ -318,3 +318,34 @@ TEST(SegmentTest, MoveAssignmentDetachesTheOldSegmentFirst) {
 
 }  // namespace
 }  // namespace shmutils
+
+namespace shmutils {
+namespace {
+
+// What creating a segment with the given permissions (umask 0) says on stderr.
+std::string said_creating(mode_t permissions, bool writable_by_others) {
+  test::NameGuard guard{fixtures::unique_segment_name("mode")};
+  const mode_t umask_before = ::umask(0);
+  ::testing::internal::CaptureStderr();
+  {
+    SegmentOptions options;
+    options.permissions = permissions;
+    options.writable_by_others = writable_by_others;
+    Segment segment = Segment::create(guard.name, 64 << 10, options);
+  }
+  std::string said = ::testing::internal::GetCapturedStderr();
+  ::umask(umask_before);
+  return said;
+}
+
+TEST(SegmentModeTest, CreatingASegmentOthersMayWriteSaysSoUnlessMeant) {
+  const std::string wide = said_creating(0660, false);
+  EXPECT_NE(wide.find("mode 0660"), std::string::npos) << wide;
+  EXPECT_NE(wide.find("docs/security.md"), std::string::npos) << wide;
+  EXPECT_EQ(said_creating(0666, true), "");
+  EXPECT_EQ(said_creating(0600, false), "");
+  EXPECT_EQ(said_creating(0640, false), "") << "others may read it, not write it";
+}
+
+}  // namespace
+}  // namespace shmutils

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -142,6 +143,33 @@ json stats_json(const HeapStats& s) {
 // left anyway keeps dump() from throwing after a command has acted.
 void print_json(const json& j) {
   std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
+}
+
+// Another process may truncate a segment while we read it through our
+// mapping: the pages past its new end then fault with SIGBUS, anywhere in the
+// reading. The tool ends as with any Error of kind Truncated, with a message
+// made before the command starts (a signal handler may not build one).
+std::string g_truncated_output;
+int g_truncated_fd = STDERR_FILENO;
+
+void on_sigbus(int /*signal*/) {
+  (void)sys::write_all(g_truncated_fd, g_truncated_output);
+  sys::exit_now(kError);
+}
+
+void end_with_truncated_on_sigbus(const std::string& what, bool as_json) {
+  const Error error(ErrorKind::Truncated, what, "read", "it shrank while shmctl read it");
+  if (as_json) {
+    g_truncated_output =
+        json{{"error", printable(error.what())}, {"kind", std::string(to_string(error.kind()))}}
+            .dump(2, ' ', false, json::error_handler_t::replace) +
+        "\n";
+    g_truncated_fd = STDOUT_FILENO;
+  } else {
+    g_truncated_output = "shmctl: " + printable(error.what()) + "\n";
+    g_truncated_fd = STDERR_FILENO;
+  }
+  sys::set_signal_handler(SIGBUS, &on_sigbus, 0);
 }
 
 int command_ls(bool as_json) {
@@ -458,6 +486,8 @@ int main(int argc, char** argv) {
     return code == 0 ? kOk : kError;
   }
   g_timeout = std::chrono::milliseconds(std::llround(timeout_s * 1000.0));
+  end_with_truncated_on_sigbus(
+      *ls ? std::string("a segment in /dev/shm") : "segment \"" + name + "\"", as_json);
   try {
     if (*ls) return command_ls(as_json);
     if (*inspect) return command_inspect(name, as_json);

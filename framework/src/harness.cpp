@@ -651,6 +651,7 @@ RunReport Run::execute() {
     witness_->add_point(point);
   }
   for (const std::string& point : options_.required_points) witness_->add_point(point);
+  witness_->scenario(kWorkerCount).store(options_.workers);
   // Room in the registry for the workers, the victims still dying and the harness.
   segment_ = Segment::create_anonymous(scenario_.segment_size(),
                                        {.max_processes = 256, .heap = scenario_.uses_heap()});

@@ -267,8 +267,13 @@ class ConditionVariableScenario : public Scenario {
   void work(WorkerContext& ctx) override {
     auto& q = ctx.root<QueueRoot>();
     bool producer = ctx.incarnation() % 2 == 0;
+    const bool alone = ctx.workers() == 1;
     while (!ctx.should_stop()) {
       MutexGuard guard(q.lock);
+      // A lone worker produces until the queue is full, then consumes until
+      // it is empty: nobody else would wake its waits.
+      if (alone && q.tail - q.head >= QueueRoot::kCapacity) producer = false;
+      if (alone && q.tail == q.head) producer = true;
       auto settle = [&] {
         if (guard.owner_died()) {
           repair(q);

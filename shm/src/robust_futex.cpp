@@ -2,9 +2,12 @@
 
 #include <linux/futex.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdlib>
+#include <new>
 #include <optional>
 
 #include "shmutils/shm/error.hpp"
@@ -24,8 +27,42 @@ static_assert(sizeof(ThreadLockContext::RobustListHead) == sizeof(robust_list_he
 
 namespace {
 // glibc empties the child's robust list at fork; the child's ids differ too.
-void reset_after_fork() noexcept { t_lock_context = ThreadLockContext{}; }
+// (The held array's room is kept: it is this thread's own copy.)
+void reset_after_fork() noexcept {
+  ThreadLockContext fresh;
+  fresh.held = t_lock_context.held;
+  fresh.held_capacity = t_lock_context.held_capacity;
+  t_lock_context = fresh;
+}
+
+// Frees a thread's held array when the thread ends.
+struct HeldStorage {
+  HeldStorage() = default;
+  HeldStorage(const HeldStorage&) = delete;
+  HeldStorage& operator=(const HeldStorage&) = delete;
+  ~HeldStorage() {
+    std::free(static_cast<void*>(t_lock_context.held));
+    t_lock_context.held = nullptr;
+    t_lock_context.held_count = 0;
+    t_lock_context.held_capacity = 0;
+  }
+};
+thread_local HeldStorage t_held_storage;
+
+std::atomic<std::uint64_t> g_forged_links{0};
 }  // namespace
+
+void grow_held(ThreadLockContext& t) {
+  (void)&t_held_storage;  // constructed, so the array is freed at thread exit
+  const std::uint32_t capacity = t.held_capacity == 0 ? 8 : t.held_capacity * 2;
+  // An array of pointers: sizeof a pointer is meant.
+  void* grown =
+      std::realloc(static_cast<void*>(t.held),
+                   sizeof(RobustFutex*) * capacity);  // NOLINT(bugprone-sizeof-expression)
+  if (grown == nullptr) throw std::bad_alloc();
+  t.held = static_cast<RobustFutex**>(grown);
+  t.held_capacity = capacity;
+}
 
 ThreadLockContext& init_lock_context() {
   static const int registered = ::pthread_atfork(nullptr, nullptr, &reset_after_fork);
@@ -65,8 +102,6 @@ constexpr std::uint64_t kFirstMarkCheckNs = 1'000'000;
 // is believed (see recorded_holder_gone): longer than any scheduling delay a
 // live holder meets between taking the word and recording itself, save a stop.
 constexpr std::uint64_t kUnrecordedGraceNs = 200'000'000;
-// The kernel walks at most this many entries of a robust list (ROBUST_LIST_LIMIT).
-constexpr int kRobustListLimit = 2048;
 
 detail::ThreadLockContext& context() {
   return detail::t_lock_context.head != nullptr ? detail::t_lock_context
@@ -105,17 +140,90 @@ bool RobustFutex::held_by_this_thread() const noexcept {
   }
 }
 
+// From the thread's private record of what it linked: walking the list itself
+// would follow links that live in shared memory (see "Forged links").
 bool RobustFutex::linked_by(const detail::ThreadLockContext& t) const noexcept {
-  const auto self = reinterpret_cast<std::uintptr_t>(&list_next);
-  const auto head = reinterpret_cast<std::uintptr_t>(t.head);
-  std::uintptr_t entry = t.head->list;
-  for (int walked = 0; walked < kRobustListLimit; ++walked) {
-    entry &= ~std::uintptr_t{1};
-    if (entry == head || entry == 0) return false;
-    if (entry == self) return true;
-    entry = detail::link_word(entry);
+  for (std::uint32_t i = 0; i < t.held_count; ++i) {
+    if (t.held[i] == this) return true;
   }
   return false;
+}
+
+namespace {
+
+// Whether `node` (a list entry address: &entry->list_next, or the head) is
+// one this thread may trust without reading through it: its head or a lock
+// it linked.
+bool known_node(const detail::ThreadLockContext& t, std::uintptr_t node) noexcept {
+  if (node == reinterpret_cast<std::uintptr_t>(t.head)) return true;
+  for (std::uint32_t i = 0; i < t.held_count; ++i) {
+    if (node == reinterpret_cast<std::uintptr_t>(&t.held[i]->list_next)) return true;
+  }
+  return false;
+}
+
+// The word at `address`, read directly when the node is known, otherwise
+// without faulting; false when it cannot be read.
+bool read_link(const detail::ThreadLockContext& t, std::uintptr_t node, std::uintptr_t address,
+               std::uintptr_t& value) noexcept {
+  if (known_node(t, node)) {
+    value = detail::link_word(address);
+    return true;
+  }
+  return sys::read_own_word(address, value);
+}
+
+// Relinks the thread's list from its private record alone: every store goes
+// to its head or to a lock it linked.
+void rebuild_list(detail::ThreadLockContext& t) noexcept {
+  const auto head = reinterpret_cast<std::uintptr_t>(t.head);
+  t.head->list = head;
+  detail::link_word(head - sizeof(void*)) = head;
+  for (std::uint32_t i = 0; i < t.held_count; ++i) {
+    RobustFutex* f = t.held[i];
+    const auto node = reinterpret_cast<std::uintptr_t>(&f->list_next);
+    const std::uintptr_t first = t.head->list;
+    detail::link_word(first - sizeof(void*)) = node;
+    f->list_next = first;
+    f->list_prev = head;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t.head->list = node;
+  }
+}
+
+}  // namespace
+
+void RobustFutex::unlink_checked(detail::ThreadLockContext& t) noexcept {
+  const auto self = reinterpret_cast<std::uintptr_t>(&list_next);
+  const std::uintptr_t next_link = list_next;  // each read once
+  const std::uintptr_t prev_link = list_prev;
+  const std::uintptr_t next = next_link & ~std::uintptr_t{1};
+  const std::uintptr_t prev = prev_link & ~std::uintptr_t{1};
+  std::uintptr_t prev_next = 0;
+  std::uintptr_t next_prev = 0;
+  const bool ours = detail::forget_held(t, this);
+  const bool sound = ours && next != 0 && prev != 0 && read_link(t, prev, prev, prev_next) &&
+                     (prev_next & ~std::uintptr_t{1}) == self &&
+                     read_link(t, next, next - sizeof(void*), next_prev) &&
+                     (next_prev & ~std::uintptr_t{1}) == self;
+  if (sound) {
+    detail::link_word(next - sizeof(void*)) = prev;
+    detail::link_word(prev) = next_link;
+    return;
+  }
+  rebuild_list(t);
+  detail::g_forged_links.fetch_add(1, std::memory_order_relaxed);
+  static std::atomic<bool> told{false};
+  if (!told.exchange(true)) {
+    static constexpr char kLine[] =
+        "shmutils: a lock's robust-list links were changed by another process; they were not "
+        "followed, and this thread's robust list was rebuilt from the locks it holds\n";
+    (void)sys::write_all(STDERR_FILENO, kLine);
+  }
+}
+
+std::uint64_t forged_robust_links() noexcept {
+  return detail::g_forged_links.load(std::memory_order_relaxed);
 }
 
 bool RobustFutex::held_despite_mark(const detail::ThreadLockContext& t,
@@ -172,6 +280,7 @@ RobustFutex::Outcome RobustFutex::try_lock() noexcept {
   detail::ThreadLockContext* t = nullptr;
   try {
     t = &context();
+    detail::ensure_held_room(*t);
   } catch (...) {
     return Outcome::Busy;
   }
@@ -196,6 +305,7 @@ RobustFutex::Outcome RobustFutex::try_lock() noexcept {
 
 RobustFutex::Outcome RobustFutex::lock_contended(std::uint32_t seen, std::uint64_t deadline_ns) {
   detail::ThreadLockContext& t = context();
+  detail::ensure_held_room(t);
   // The kernel treats a dying thread's pending lock as held by it when the
   // word carries its tid; a tid is unique only within a PID namespace, so a
   // waiter killed with the pending mark set would release the lock of a
@@ -276,7 +386,7 @@ void RobustFutex::unlock_slow() {
   holder_pid.store(0, std::memory_order_relaxed);
   held_since_ns.store(0, std::memory_order_relaxed);
   detail::set_pending(t, this);
-  unlink();
+  unlink(t);
   release_word(t, word.load(std::memory_order_relaxed));
 }
 

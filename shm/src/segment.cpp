@@ -3,6 +3,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -260,6 +261,25 @@ Segment Segment::adopt(ShmObject object, const SegmentOptions& options) {
   return attach_object(std::move(object), false, 0, options);
 }
 
+namespace {
+
+// Group or other write access hands the segment to other users (see
+// docs/security.md): said once per segment unless the caller said it is meant.
+void warn_if_writable_by_others(const ShmObject& object, const SegmentOptions& options) {
+  if (options.writable_by_others || object.anonymous()) return;
+  const mode_t mode = object.stat().st_mode & 07777;
+  if ((mode & 022) == 0) return;
+  char octal[8];
+  std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode));
+  const std::string line = "shmutils: " + object.describe() + " was created with mode " + octal +
+                           ": other users may write it, and so corrupt it, stall its locks and "
+                           "forge its records (docs/security.md); "
+                           "SegmentOptions::writable_by_others says this is meant\n";
+  (void)sys::write_all(STDERR_FILENO, line);
+}
+
+}  // namespace
+
 Segment Segment::attach_object(ShmObject object, bool created, std::size_t create_size,
                                const SegmentOptions& options) {
   const std::string described = object.describe();
@@ -311,6 +331,7 @@ Segment Segment::attach_object(ShmObject object, bool created, std::size_t creat
         sys::flock_unlock(fd, described);
         segment.finish_attach(validate_header(segment.header(), create_size, segment.name()),
                               options);
+        if (created) warn_if_writable_by_others(segment.object_, options);
         return segment;
       }
       sys::flock_unlock(fd, described);
@@ -438,11 +459,21 @@ HeapAudit Segment::audit_offline() const {
   if (layout_.allocator.size == 0) {
     throw Error(ErrorKind::InvalidArgument, describe(), "audit", "it has no heap to audit");
   }
+  // A copy read with pread, not the mapping: a segment another process
+  // truncates meanwhile is a short read (Truncated), never SIGBUS.
+  Mapping copy = Mapping::map(
+      {.size = mapping_.size(), .flags = MapFlags::Private, .name = "copy of " + describe()});
+  if (!sys::read_exact_at(object_.fd(), {copy.data(), mapping_.size()}, 0)) {
+    throw Error(ErrorKind::Truncated, describe(), "audit",
+                "it shrank below " + std::to_string(mapping_.size()) + " bytes while being read");
+  }
+  RegistryView registry = registry_->view();
+  registry.table = reinterpret_cast<RegistryTable*>(copy.data() + layout_.registry.offset);
   std::vector<HeapEntry> live;
-  HeapAudit result = Heap::audit_offline(base(), mapping_.size(), layout_.allocator.offset,
-                                         layout_.allocator.size, registry_->view(), &live);
+  HeapAudit result = Heap::audit_offline(copy.data(), mapping_.size(), layout_.allocator.offset,
+                                         layout_.allocator.size, registry, &live);
   if (result.complete) {
-    auto* table = reinterpret_cast<NameTable*>(base() + layout_.names.offset);
+    auto* table = reinterpret_cast<NameTable*>(copy.data() + layout_.names.offset);
     for (std::string& problem : NameDirectory(table, Heap(), name()).check(live)) {
       result.problems.push_back(std::move(problem));
     }

@@ -14,6 +14,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -631,6 +632,18 @@ std::uint64_t coarse_monotonic_ns() noexcept {
          static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+bool read_own_word(std::uintptr_t address, std::uintptr_t& value) noexcept {
+  struct iovec local {
+    &value, sizeof value
+  };
+  struct iovec remote {
+    reinterpret_cast<void*>(address),  // NOLINT(performance-no-int-to-ptr): the point of it
+        sizeof value
+  };
+  return ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0) ==
+         static_cast<ssize_t>(sizeof value);
+}
+
 void* robust_list_head() {
   struct robust_list_head* head = nullptr;
   std::size_t length = 0;
@@ -783,6 +796,18 @@ bool read_exact(int fd, std::span<std::byte> buffer) {
     if (n == 0) return false;
     if (n < 0) throw_errno("fd " + std::to_string(fd), "read", errno);
     buffer = buffer.subspan(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+bool read_exact_at(int fd, std::span<std::byte> buffer, std::uint64_t offset) {
+  while (!buffer.empty()) {
+    ssize_t n = retry_eintr(
+        [&] { return ::pread(fd, buffer.data(), buffer.size(), static_cast<off_t>(offset)); });
+    if (n == 0) return false;
+    if (n < 0) throw_errno("fd " + std::to_string(fd), "pread", errno);
+    buffer = buffer.subspan(static_cast<std::size_t>(n));
+    offset += static_cast<std::uint64_t>(n);
   }
   return true;
 }

@@ -35,7 +35,8 @@ inline constexpr std::size_t kRecoveries = 0;         // repairs after a holder 
 inline constexpr std::size_t kStopFlag = 1;           // set by the harness: workers finish
 inline constexpr std::size_t kIncarnations = 2;       // worker incarnations started so far
 inline constexpr std::size_t kKills = 3;              // workers killed so far (by the harness)
-inline constexpr std::size_t kFirstScenarioWord = 4;  // scenarios may use words from here
+inline constexpr std::size_t kWorkerCount = 4;        // RunOptions::workers, set before any runs
+inline constexpr std::size_t kFirstScenarioWord = 5;  // scenarios may use words from here
 
 class WorkerContext {
  public:
@@ -47,6 +48,11 @@ class WorkerContext {
   Witness& witness() noexcept { return witness_; }
   WorkerRecord& record() noexcept { return witness_.worker(incarnation_); }
   std::uint32_t incarnation() const noexcept { return incarnation_; }
+  // How many workers run at once: a lone worker (1) has nobody to take
+  // turns with and plays every role itself.
+  std::uint64_t workers() const noexcept {
+    return witness_.scenario(kWorkerCount).load(std::memory_order_relaxed);
+  }
   std::mt19937_64& random() noexcept { return random_; }
   bool should_stop() const noexcept {
     return witness_.scenario(kStopFlag).load(std::memory_order_relaxed) != 0;

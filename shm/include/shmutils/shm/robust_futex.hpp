@@ -52,6 +52,16 @@
 //                waiter keeps checking, 1 ms at first, backing off. The holder
 //                knows the lock is still its own by finding it in its robust
 //                list, and releases it as usual.
+//   Forged links: list_prev/list_next sit in shared memory, where any process
+//                that may write the segment can change them while we hold the
+//                lock. A thread stores through them only after checking that
+//                the neighbour they name is its list head, a lock it linked
+//                itself (it keeps their addresses, privately), or a node whose
+//                back link names this lock (read without faulting). A forged
+//                link is never followed: the thread rebuilds its robust list
+//                from the locks it holds (robust pthread mutexes held at that
+//                moment lose the kernel's owner-death cover) and reports it
+//                (forged_robust_links(), one line on stderr).
 //   Errors:      lock/unlock never throw on the fast path; misuse (unlocking a
 //                lock this thread does not hold) throws InvalidArgument.
 //   Threads:     any thread of any process; not reentrant (see RecursiveMutex).
@@ -104,7 +114,8 @@ struct RobustFutex {
   void unlock_slow();
   void wake_one() noexcept;
   void link(detail::ThreadLockContext& t) noexcept;
-  void unlink() noexcept;
+  void unlink(detail::ThreadLockContext& t) noexcept;
+  void unlink_checked(detail::ThreadLockContext& t) noexcept;
   void record_holder(const detail::ThreadLockContext& t) noexcept;
   void release_word(detail::ThreadLockContext& t, std::uint32_t seen) noexcept;
   bool linked_by(const detail::ThreadLockContext& t) const noexcept;
@@ -142,6 +153,12 @@ struct ThreadLockContext {
     long futex_offset;
     std::uintptr_t list_op_pending;
   }* head = nullptr;
+  // The futexes this thread linked and still holds, in private memory: the
+  // links it may store through (see "Forged links"). Room is made before a
+  // lock is taken, so taking it never allocates.
+  RobustFutex** held = nullptr;
+  std::uint32_t held_count = 0;
+  std::uint32_t held_capacity = 0;
 };
 // initial-exec: the default TLS model of -fPIC code calls __tls_get_addr on
 // every access, which would cost more than the lock itself.
@@ -149,6 +166,22 @@ extern thread_local ThreadLockContext t_lock_context __attribute__((tls_model("i
 ThreadLockContext& init_lock_context();
 void reach_lock_acquired_point() noexcept;
 void reach_lock_release_point() noexcept;
+// Makes room in t.held for one more futex; throws std::bad_alloc.
+void grow_held(ThreadLockContext& t);
+inline void ensure_held_room(ThreadLockContext& t) {
+  if (t.held_count == t.held_capacity) [[unlikely]]
+    grow_held(t);
+}
+// Drops f from t.held (the most recent first); false when it is not there.
+inline bool forget_held(ThreadLockContext& t, const RobustFutex* f) noexcept {
+  for (std::uint32_t i = t.held_count; i-- > 0;) {
+    if (t.held[i] == f) {
+      t.held[i] = t.held[--t.held_count];
+      return true;
+    }
+  }
+  return false;
+}
 
 // The robust-list link stored at `address`; glibc may set an address's low
 // bit as a flag, so it is masked off.
@@ -173,11 +206,33 @@ inline void RobustFutex::link(detail::ThreadLockContext& t) noexcept {
   list_prev = reinterpret_cast<std::uintptr_t>(t.head);
   std::atomic_signal_fence(std::memory_order_seq_cst);
   t.head->list = reinterpret_cast<std::uintptr_t>(&list_next);
+  t.held[t.held_count++] = this;  // room made before the word was taken
 }
 
-inline void RobustFutex::unlink() noexcept {
-  detail::link_word((list_next & ~std::uintptr_t{1}) - sizeof(void*)) = list_prev;
-  detail::link_word(list_prev) = list_next;
+// The usual cases checked inline: this lock alone in the list, or the most
+// recent of this thread's locks with an earlier one of them behind it (both
+// neighbours known, their back links naming us). Anything else is checked
+// node by node (see "Forged links").
+inline void RobustFutex::unlink(detail::ThreadLockContext& t) noexcept {
+  const auto self = reinterpret_cast<std::uintptr_t>(&list_next);
+  const auto head = reinterpret_cast<std::uintptr_t>(t.head);
+  const std::uintptr_t next = list_next & ~std::uintptr_t{1};
+  const std::uintptr_t prev = list_prev & ~std::uintptr_t{1};
+  bool known = prev == head && (t.head->list & ~std::uintptr_t{1}) == self;
+  if (known && next == head) {
+    known = detail::link_word(head - sizeof(void*)) == self;
+  } else if (known) {
+    known = t.held_count >= 2 &&
+            next == reinterpret_cast<std::uintptr_t>(&t.held[t.held_count - 2]->list_next) &&
+            t.held[t.held_count - 1] == this &&
+            (detail::link_word(next - sizeof(void*)) & ~std::uintptr_t{1}) == self;
+  }
+  if (!known || !detail::forget_held(t, this)) [[unlikely]] {
+    unlink_checked(t);
+    return;
+  }
+  detail::link_word(next - sizeof(void*)) = prev;
+  detail::link_word(prev) = list_next;
 }
 
 // The namespace before the pid (release): whoever reads a holder's pid
@@ -194,6 +249,7 @@ inline void RobustFutex::record_holder(const detail::ThreadLockContext& t) noexc
 inline RobustFutex::Outcome RobustFutex::lock(std::uint64_t deadline_ns) {
   detail::ThreadLockContext& t =
       detail::t_lock_context.head != nullptr ? detail::t_lock_context : detail::init_lock_context();
+  detail::ensure_held_room(t);
   detail::set_pending(t, this);
   std::uint32_t seen = 0;
   if (word.compare_exchange_strong(seen, static_cast<std::uint32_t>(t.tid),
@@ -252,13 +308,16 @@ inline void RobustFutex::unlock() {
   holder_pid.store(0, std::memory_order_relaxed);
   held_since_ns.store(0, std::memory_order_relaxed);
   detail::set_pending(t, this);
-  unlink();
+  unlink(t);
   release_word(t, word.load(std::memory_order_relaxed));
 }
 
 // Throws NotSupported when the C library's robust list is not laid out as
 // RobustFutex expects. Called once per thread before its first lock.
 void check_robust_list_compatible();
+
+// How many forged robust-list links this process has met (see "Forged links").
+std::uint64_t forged_robust_links() noexcept;
 
 // This thread's cached ids (refreshed in a forked child).
 pid_t current_tid() noexcept;

@@ -67,6 +67,10 @@ struct SegmentOptions {
   bool heap = false;
   std::size_t user_size = 4096;   // with heap: raw user area bytes before the arena
   std::uint32_t max_names = 256;  // with heap: name directory entries
+  // create only: with group or other write bits in `permissions` (after the
+  // umask), every such user may do to the segment what docs/security.md
+  // says. Creating one says so on stderr unless this is set to mean it.
+  bool writable_by_others = false;
 };
 
 class Segment {

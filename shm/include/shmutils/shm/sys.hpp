@@ -225,6 +225,9 @@ bool thread_departed(pid_t pid, pid_t tid) noexcept;
 std::uint64_t coarse_monotonic_ns() noexcept;
 // The calling thread's kernel robust-futex list head (get_robust_list).
 void* robust_list_head();
+// Reads a word of this process's memory at an address that may be unmapped
+// (process_vm_readv: EFAULT instead of a fault); false when it cannot.
+bool read_own_word(std::uintptr_t address, std::uintptr_t& value) noexcept;
 
 // --- passing descriptors over a Unix socket --------------------------------
 // Sends `message` and, with it, `fd` as SCM_RIGHTS.
@@ -255,6 +258,8 @@ bool write_all(int fd, std::string_view data) noexcept;
 // Reads exactly buffer.size() bytes (blocking, EINTR retried); false at end
 // of file before that many arrived.
 bool read_exact(int fd, std::span<std::byte> buffer);
+// pread(2) until `buffer` is full from `offset`: false when the file ends first.
+bool read_exact_at(int fd, std::span<std::byte> buffer, std::uint64_t offset);
 // poll(2) for POLLIN (or hang-up) on fd: true when readable within timeout_ms.
 bool wait_readable(int fd, int timeout_ms);
 // shm_unlink for a signal handler: no allocation, no exception, errors ignored.
