@@ -228,6 +228,8 @@ TEST_F(MutexTest, AHolderWithOurTidInAnotherPidNamespaceIsNotThisThread) {
 // writes its tid into the word of a lock we hold, marks it pending and dies.
 TEST_F(MutexTest, AnOwnerDiedMarkTheKernelMadeForAnotherThreadsTidLeavesTheLockWithItsHolder) {
   Mutex& mutex = pair_->mutex;
+  // Such a twin lives in another container: one is attached.
+  UniqueFd container = register_foreign_process(segment_, 1, sys::pid_namespace_id() + 1);
   ASSERT_EQ(mutex.acquire(), LockResult::Acquired);
   RobustFutex& futex = mutex.futex();
   auto twin = framework::ChildProcess::fork([&futex] {
@@ -254,12 +256,15 @@ TEST_F(MutexTest, AnOwnerDiedMarkTheKernelMadeForAnotherThreadsTidLeavesTheLockW
     if (holds_lock(other_thread)) mutex.release();
   }).join();
   EXPECT_EQ(other_thread, LockResult::Acquired) << "the holder released a consistent lock";
+  container.reset();
+  EXPECT_EQ(segment_.registry().reap_dead(), 1U);
 }
 
 // The same mark can land in the instant between a live holder taking the word
 // and recording itself, when no holder is recorded yet: it is believed only
 // once no holder has recorded itself for a grace period (a dead one never will).
 TEST_F(MutexTest, AnOwnerDiedMarkWithNoRecordedHolderIsBelievedOnlyAfterAGrace) {
+  UniqueFd container = register_foreign_process(segment_, 1, sys::pid_namespace_id() + 1);
   RobustFutex& futex = pair_->mutex.futex();
   futex.holder_pid.store(0);
   futex.word.store(RobustFutex::kOwnerDied);
@@ -269,6 +274,19 @@ TEST_F(MutexTest, AnOwnerDiedMarkWithNoRecordedHolderIsBelievedOnlyAfterAGrace) 
   EXPECT_TRUE(early.wait().success()) << "a mark a moment old was taken for a death";
   EXPECT_EQ(pair_->mutex.try_acquire(), LockResult::Busy);
   EXPECT_EQ(pair_->mutex.acquire_for(5s), LockResult::OwnerDied) << "a dead taker is recovered";
+  pair_->mutex.mark_consistent();
+  pair_->mutex.release();
+  container.reset();
+  EXPECT_EQ(segment_.registry().reap_dead(), 1U);
+}
+
+// With no process of another PID namespace attached, no thread elsewhere can
+// share a holder's tid: every mark is a death, believed at once.
+TEST_F(MutexTest, WithOneNamespaceAttachedAnOwnerDiedMarkIsBelievedAtOnce) {
+  RobustFutex& futex = pair_->mutex.futex();
+  futex.holder_pid.store(0);
+  futex.word.store(RobustFutex::kOwnerDied);
+  EXPECT_EQ(pair_->mutex.try_acquire(), LockResult::OwnerDied);
   pair_->mutex.mark_consistent();
   pair_->mutex.release();
 }

@@ -312,6 +312,24 @@ RegisteredLiveness registered_liveness(const void* where, const RecordedProcess&
   return dead_match ? RegisteredLiveness::Dead : RegisteredLiveness::NoSlot;
 }
 
+bool other_namespace_registered(const void* where, std::uint64_t own) {
+  std::optional<MappingInfo> mapping = find_mapping(where);
+  if (!mapping) return true;
+  std::vector<RegistryView> views =
+      Attachments::instance().registries_within(mapping->base, mapping->base + mapping->size);
+  if (views.empty()) return true;
+  for (const RegistryView& view : views) {
+    for (std::uint32_t i = 0; i < view.capacity; ++i) {
+      const RegistrySlot& slot = view.table->slot(i);
+      if (state_of(slot.word.load(std::memory_order_acquire)) != SlotState::Free &&
+          slot.pid_namespace.load(std::memory_order_relaxed) != own) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 }  // namespace detail
 
 }  // namespace shmutils

@@ -12,6 +12,7 @@
 
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/process_liveness.hpp"
+#include "shmutils/shm/process_registry.hpp"
 #include "shmutils/shm/sys.hpp"
 
 namespace shmutils {
@@ -238,25 +239,30 @@ bool RobustFutex::held_despite_mark(const detail::ThreadLockContext& t,
 
 bool RobustFutex::recorded_holder_gone(const detail::ThreadLockContext& t) noexcept {
   const pid_t pid = holder_pid.load(std::memory_order_acquire);
-  if (pid <= 0) {
-    // No holder recorded: it died between taking the word and recording
-    // itself, or while releasing (past or before its critical section) - or
-    // it lives in that instant and the mark is another namespace's thread's
-    // (see "Kernel marks"). A live holder records itself within
-    // microseconds, so the mark is believed once no holder has appeared for
-    // kUnrecordedGraceNs since someone first saw it so (held_since_ns, which
-    // holders clear when they record themselves and when they release).
-    note_holder_seen();
-    const std::uint64_t since = held_since_ns.load(std::memory_order_relaxed);
-    return since != 0 && sys::coarse_monotonic_ns() - since >= kUnrecordedGraceNs;
-  }
   const pid_t tid = holder_thread.load(std::memory_order_relaxed);
   const std::uint32_t pid_namespace = holder_pid_namespace.load(std::memory_order_relaxed);
   const std::uint64_t start_time = holder_start_time.load(std::memory_order_relaxed);
   const bool our_namespace = pid_namespace == static_cast<std::uint32_t>(t.pid_namespace);
   // Our very ids (a dead holder in a recycled namespace has them too): ours
-  // only if our robust list links it.
-  if (our_namespace && pid == t.pid && tid == t.tid) return !linked_by(t);
+  // only if we linked it.
+  if (pid > 0 && our_namespace && pid == t.pid && tid == t.tid) return !linked_by(t);
+  // A wrong mark needs a thread of another PID namespace dying pending on
+  // this lock. With nobody of another namespace attached (the usual world)
+  // the mark is the death of the holder, or of one that died between taking
+  // the word and recording itself: believed at once, without /proc.
+  if (!detail::other_namespace_registered(this, t.pid_namespace)) return true;
+  if (pid <= 0) {
+    // No holder recorded: it died between taking the word and recording
+    // itself, or while releasing (past or before its critical section) - or
+    // it lives in that instant and the mark is another namespace's thread's.
+    // A live holder records itself within microseconds, so the mark is
+    // believed once no holder has appeared for kUnrecordedGraceNs since
+    // someone first saw it so (held_since_ns, which holders clear when they
+    // record themselves and when they release).
+    note_holder_seen();
+    const std::uint64_t since = held_since_ns.load(std::memory_order_relaxed);
+    return since != 0 && sys::coarse_monotonic_ns() - since >= kUnrecordedGraceNs;
+  }
   if (pid_namespace == 0) return true;  // nothing recorded to find it by
   if (our_namespace && sys::proc_shows_this_namespace()) {
     if (sys::thread_departed(pid, tid)) return true;

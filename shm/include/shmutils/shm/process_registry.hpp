@@ -219,6 +219,10 @@ enum class RegisteredLiveness { Alive, Dead, NoSlot, NoRegistry };
 // `where` about the slots that name `process` (pid and namespace, start time
 // when recorded): Alive when any of them lives.
 RegisteredLiveness registered_liveness(const void* where, const RecordedProcess& process);
+// Whether a slot of the registry of the segment holding `where` (a live
+// process, or a dead one not yet reaped) names a PID namespace other than
+// `own`; true when no registry is found. Reads the slots only: no system call.
+bool other_namespace_registered(const void* where, std::uint64_t own);
 }  // namespace detail
 
 }  // namespace shmutils
