@@ -95,7 +95,7 @@ std::uint64_t churn(Allocator& allocator, const Script& script, std::uint64_t st
 // Shared state every benchmark here uses: our heap segment and Boost's.
 struct Arena {
   Segment ours;
-  std::string boost_name = "/shmutils-bench-boost-" + std::to_string(::getpid());
+  std::string boost_name = "/shmutils-bench-boost-" + std::to_string(sys::getpid());
   bip::managed_shared_memory boost;
   BoostNodeAllocator nodes;
   // Per-process loop times of the multi-process runs.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Formatting and static analysis: clang-format must have nothing to change and
-# clang-tidy (.clang-tidy) nothing to say about the library sources.
+# Formatting and static analysis: clang-format must have nothing to change,
+# no OS call may bypass shmutils::sys, and clang-tidy (.clang-tidy) must have
+# nothing to say about the library sources.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in clang-format clang-tidy; do
@@ -12,6 +13,16 @@ done
 [[ -f build/dev/compile_commands.json ]] || scripts/setup.sh dev
 mapfile -t sources < <(git ls-files '*.cpp' '*.hpp')
 clang-format --dry-run --Werror "${sources[@]}"
+# Every OS call goes through shmutils::sys (shm/src/sys.cpp): a direct call
+# elsewhere in the library, the tools or the benchmarks is an error.
+os_calls='read|write|open|close|kill|_exit|raise|signal|sigaction|ptrace|munmap|mmap|pread|pwrite|sysconf|waitpid|fork|pipe|pipe2|dup|dup2|fcntl|poll|getpid|getppid|gettid|syscall|prctl|ftruncate|fstat|stat|lstat|unlink|pthread_atfork|sigprocmask|pthread_sigmask|process_vm_readv|madvise|mprotect|sched_yield|readlink|access|umask|nanosleep|clock_gettime|shm_open|shm_unlink|flock|opendir|readdir|socketpair|sendmsg|recvmsg|execv|execve|posix_spawn|setsid|getuid|geteuid|memfd_create|isatty|lseek|chmod|fchmod|rename'
+if direct=$(git grep -nE "(^|[^:[:alnum:]_])::($os_calls)\(" -- 'shm/*.cpp' 'shm/*.hpp' \
+  'framework/*.cpp' 'framework/*.hpp' 'fixtures/*.cpp' 'fixtures/*.hpp' 'properties/*.cpp' \
+  'properties/*.hpp' 'tools/*.cpp' 'tools/*.hpp' 'bench/*.cpp' ':!shm/src/sys.cpp'); then
+  echo "$direct" >&2
+  echo "lint: OS calls outside shmutils::sys (add a function to shm/src/sys.cpp)" >&2
+  exit 1
+fi
 mapfile -t library < <(git ls-files 'shm/src/*.cpp' 'framework/src/*.cpp' 'fixtures/src/*.cpp' 'properties/src/*.cpp' 'tools/*.cpp')
 # One clang-tidy per core, a few files each: as long as the slowest share, not the sum.
 log=$(mktemp)

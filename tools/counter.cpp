@@ -76,7 +76,7 @@ const shmutils::FaultPoint* g_death_point = nullptr;
 std::uint64_t g_death_hit = 0;
 
 shmutils::FaultAction die_as_planned(const shmutils::FaultPoint& point, std::uint64_t hit) {
-  if (&point == g_death_point && hit == g_death_hit) ::kill(::getpid(), SIGKILL);
+  if (&point == g_death_point && hit == g_death_hit) shmutils::sys::raise_signal(SIGKILL);
   return shmutils::FaultAction::Continue;
 }
 

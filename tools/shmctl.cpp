@@ -176,9 +176,9 @@ int command_ls(bool as_json) {
   json rows = json::array();
   uid_t self = sys::geteuid();
   for (const std::string& name : sys::list_shm_names()) {
-    struct stat st {};
-    if (::stat(("/dev/shm" + name).c_str(), &st) != 0 || st.st_uid != self) continue;
-    json row{{"name", printable(name)}, {"size", static_cast<std::uint64_t>(st.st_size)}};
+    std::optional<struct stat> st = sys::stat_path("/dev/shm" + name);
+    if (!st || st->st_uid != self) continue;
+    json row{{"name", printable(name)}, {"size", static_cast<std::uint64_t>(st->st_size)}};
     try {
       Segment segment = open_read_only(name);
       Facts facts = gather(segment, true);

@@ -27,7 +27,7 @@ ChildProcess ChildProcess::fork(const std::function<int()>& body) {
     try {
       sys::set_parent_death_signal(SIGKILL);
       // The parent may have died before prctl took effect.
-      if (::getppid() != parent) ::_exit(71);
+      if (sys::getppid() != parent) sys::exit_now(71);
       code = body();
     } catch (const std::exception& e) {
       (void)std::fprintf(stderr, "child %d: uncaught exception: %s\n",
@@ -38,7 +38,7 @@ ChildProcess ChildProcess::fork(const std::function<int()>& body) {
     }
     (void)std::fflush(stdout);
     (void)std::fflush(stderr);
-    ::_exit(code);  // no atexit handlers or static destructors of the parent's image
+    sys::exit_now(code);  // no atexit handlers or static destructors of the parent's image
   }
   return ChildProcess(pid);
 }

@@ -61,7 +61,7 @@ void CounterScenario::work(WorkerContext& ctx) {
   while (!ctx.should_stop()) {
     if (bug_ == Bug::UnlockedIncrement) {
       std::uint64_t seen = root.value;
-      ::sched_yield();
+      sys::yield();
       root.value = seen + 1;
       record.operations.fetch_add(1);
       continue;

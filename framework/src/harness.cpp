@@ -65,7 +65,7 @@ FaultAction worker_fault_hook(const FaultPoint& point, std::uint64_t hit) {
       g_record->stopped_at_point.store(i, std::memory_order_relaxed);
       g_record->state.store(static_cast<std::uint32_t>(WorkerState::StoppedAtFaultPoint),
                             std::memory_order_release);
-      ::raise(SIGSTOP);  // the harness captures the stack here, then kills
+      sys::raise_signal(SIGSTOP);  // the harness captures the stack here, then kills
     }
     break;
   }
@@ -77,18 +77,15 @@ void crash_handler(int signal) {
     g_record->crash_signal.store(signal, std::memory_order_relaxed);
     g_record->state.store(static_cast<std::uint32_t>(WorkerState::Crashed),
                           std::memory_order_release);
-    ::raise(SIGSTOP);  // the harness captures the stack of the faulting frame
+    sys::raise_signal(SIGSTOP);  // the harness captures the stack of the faulting frame
   }
-  ::signal(signal, SIG_DFL);
-  ::raise(signal);
+  sys::set_signal_handler(signal, SIG_DFL, 0);
+  sys::raise_signal(signal);
 }
 
 void install_crash_handlers() {
-  struct sigaction action {};
-  action.sa_handler = &crash_handler;
-  action.sa_flags = static_cast<int>(SA_RESETHAND | SA_NODEFER);
   for (int signal : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT})
-    ::sigaction(signal, &action, nullptr);
+    sys::set_signal_handler(signal, &crash_handler, static_cast<int>(SA_RESETHAND | SA_NODEFER));
 }
 
 std::uint64_t worker_seed(std::uint64_t seed, std::uint32_t incarnation) {
@@ -142,12 +139,7 @@ int fork_worker_main(Scenario& scenario, Segment& inherited, Witness& witness,
 
 constexpr std::string_view kWorkerFlag = "--shmutils-worker";
 
-std::string self_program() {
-  char path[4096];
-  ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
-  if (n <= 0) throw_errno("/proc/self/exe", "readlink", errno);
-  return std::string(path, static_cast<std::size_t>(n));
-}
+std::string self_program() { return sys::self_executable(); }
 
 // ---------------------------------------------------------------- harness side
 

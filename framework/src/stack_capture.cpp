@@ -2,8 +2,6 @@
 
 #include <cxxabi.h>
 #include <libunwind-ptrace.h>
-#include <sys/ptrace.h>
-#include <sys/wait.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -30,37 +28,17 @@ std::string demangle(const char* name) {
 // the destructor (detach lets a running target go on, a stopped one stays).
 class Seized {
  public:
-  explicit Seized(pid_t tid) : tid_(tid) {
-    if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) == -1) {
-      error_ = std::string("ptrace(PTRACE_SEIZE) refused: ") + ::strerrordesc_np(errno) +
-               " (ptrace not permitted here; stacks are not captured)";
-      return;
-    }
-    seized_ = true;
-    if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == -1) {
-      error_ = std::string("ptrace(PTRACE_INTERRUPT): ") + ::strerrordesc_np(errno);
-      return;
-    }
-    int status = 0;
-    pid_t r = sys::retry_eintr([&] { return ::waitpid(tid, &status, __WALL); });
-    if (r == -1 || !WIFSTOPPED(status)) {
-      error_ = "the process ended before its stack could be read";
-      return;
-    }
-    stopped_ = true;
-  }
+  explicit Seized(pid_t tid) : tid_(tid), error_(sys::ptrace_seize_and_stop(tid)) {}
   ~Seized() {
-    if (seized_) ::ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
+    if (ok()) sys::ptrace_detach(tid_);
   }
   Seized(const Seized&) = delete;
   Seized& operator=(const Seized&) = delete;
-  bool ok() const { return stopped_; }
+  bool ok() const { return error_.empty(); }
   const std::string& error() const { return error_; }
 
  private:
   pid_t tid_;
-  bool seized_ = false;
-  bool stopped_ = false;
   std::string error_;
 };
 

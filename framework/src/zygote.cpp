@@ -53,9 +53,9 @@ std::vector<std::string> split(const std::string& text) {
     try {
       request = sys::receive_with_fds(socket, 64 << 10);
     } catch (const Error&) {
-      ::_exit(0);  // the harness closed its end: it is gone
+      sys::exit_now(0);  // the harness closed its end: it is gone
     }
-    if (request.fds.size() != 3) ::_exit(3);
+    if (request.fds.size() != 3) sys::exit_now(3);
     auto [report_read, report_write] = sys::pipe();
     pid_t middle = sys::fork("zygote worker");
     if (middle == 0) {
@@ -64,25 +64,28 @@ std::vector<std::string> split(const std::string& text) {
       pid_t worker = sys::fork("worker");
       if (worker == 0) {
         std::uint64_t until = sys::monotonic_ns() + 5'000'000'000ULL;
-        while (::getppid() != harness && sys::monotonic_ns() < until) sys::sleep_ns(100'000);
+        while (sys::getppid() != harness && sys::monotonic_ns() < until) sys::sleep_ns(100'000);
         sys::set_parent_death_signal(SIGKILL);
-        if (::getppid() != harness) ::_exit(71);  // the harness is gone already
+        if (sys::getppid() != harness) sys::exit_now(71);  // the harness is gone already
         sys::dup2(request.fds[2].get(), STDOUT_FILENO);
         sys::dup2(request.fds[2].get(), STDERR_FILENO);
         int status = detail::run_worker_from_args(split(request.message), make,
                                                   request.fds[0].get(), request.fds[1].get());
         (void)std::fflush(nullptr);
-        ::_exit(status);
+        sys::exit_now(status);
       }
-      (void)::write(report_write.get(), &worker, sizeof worker);
-      ::_exit(0);
+      (void)sys::write_all(report_write.get(),
+                           {reinterpret_cast<const char*>(&worker), sizeof worker});
+      sys::exit_now(0);
     }
     report_write.reset();
     pid_t worker = -1;
-    (void)::read(report_read.get(), &worker, sizeof worker);
+    if (!sys::read_exact(report_read.get(), std::as_writable_bytes(std::span(&worker, 1)))) {
+      worker = -1;  // the intermediate died before telling: the harness hears "could not fork"
+    }
     (void)sys::wait(middle);
     std::string reply = std::to_string(worker);
-    (void)::write(socket, reply.data(), reply.size());
+    if (!sys::write_all(socket, reply)) sys::exit_now(0);  // the harness is gone
   }
 }
 
@@ -96,7 +99,7 @@ void start_zygote(const ScenarioFactory& factory) {
   pid_t pid = sys::fork("zygote");
   if (pid == 0) {
     sys::set_parent_death_signal(SIGKILL);
-    if (::getppid() != harness) ::_exit(0);
+    if (sys::getppid() != harness) sys::exit_now(0);
     ours.reset();
     serve(theirs.get(), harness, factory);
   }
@@ -115,9 +118,9 @@ pid_t zygote_fork_worker(const std::vector<std::string>& args, int witness_fd, i
   std::lock_guard lock(zygote.mutex);
   sys::send_with_fds(zygote.socket.get(), join(args), {witness_fd, segment_fd, output_fd});
   char reply[32] = {};
-  ssize_t n =
-      sys::retry_eintr([&] { return ::read(zygote.socket.get(), reply, sizeof reply - 1); });
-  if (n <= 0) throw Error(ErrorKind::ProcessGone, "zygote", "fork worker", "the zygote is gone");
+  const std::size_t n = sys::read_some(zygote.socket.get(),
+                                       std::as_writable_bytes(std::span(reply, sizeof reply - 1)));
+  if (n == 0) throw Error(ErrorKind::ProcessGone, "zygote", "fork worker", "the zygote is gone");
   pid_t pid = static_cast<pid_t>(std::strtol(reply, nullptr, 10));
   if (pid <= 0)
     throw Error(ErrorKind::System, "zygote", "fork worker", "the zygote could not fork");

@@ -316,8 +316,7 @@ void flush(HeapView& v, std::uint32_t c, std::uint32_t slot, std::uint32_t n) {
 }
 
 void check_alignment(const HeapView& v, std::size_t alignment) {
-  if (alignment == 0 || !std::has_single_bit(alignment) ||
-      alignment > static_cast<std::size_t>(sysconf(_SC_PAGESIZE))) {
+  if (alignment == 0 || !std::has_single_bit(alignment) || alignment > sys::page_size()) {
     v.fail(ErrorKind::InvalidArgument, "allocate",
            "alignment " + std::to_string(alignment) + " is not a power of two up to the page size");
   }

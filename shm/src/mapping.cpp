@@ -133,7 +133,7 @@ Mapping Mapping::map(const MapRequest& request) {
   }
   // Old kernels ignore MAP_FIXED_NOREPLACE and treat the address as a hint.
   if (has(request.flags, MapFlags::FixedNoReplace) && address != request.hint) {
-    ::munmap(address, size);
+    sys::munmap_quietly(address, size);
     throw Error(ErrorKind::AlreadyExists, object, "mmap", "the requested range is in use");
   }
   Mapping mapping;
@@ -155,7 +155,7 @@ Mapping& Mapping::operator=(Mapping&& other) noexcept {
   if (this != &other) {
     if (base_ != nullptr) {
       detail::unregister_mapping(base_);
-      ::munmap(base_, size_);
+      sys::munmap_quietly(base_, size_);
     }
     base_ = std::exchange(other.base_, nullptr);
     size_ = std::exchange(other.size_, 0);
@@ -168,7 +168,7 @@ Mapping& Mapping::operator=(Mapping&& other) noexcept {
 Mapping::~Mapping() {
   if (base_ != nullptr) {
     detail::unregister_mapping(base_);
-    ::munmap(base_, size_);  // cannot fail for a range we mapped whole
+    sys::munmap_quietly(base_, size_);  // cannot fail for a range we mapped whole
   }
 }
 

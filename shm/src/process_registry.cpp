@@ -42,8 +42,8 @@ class Attachments {
   static Attachments& instance() {
     static Attachments* attachments = [] {
       auto* created = new Attachments();  // never destroyed: used by atfork handlers
-      ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
-                       [] { instance().drop_liveness_in_child(); });
+      sys::on_fork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                   [] { instance().drop_liveness_in_child(); });
       return created;
     }();
     return *attachments;

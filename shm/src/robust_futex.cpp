@@ -66,7 +66,10 @@ void grow_held(ThreadLockContext& t) {
 }
 
 ThreadLockContext& init_lock_context() {
-  static const int registered = ::pthread_atfork(nullptr, nullptr, &reset_after_fork);
+  static const bool registered = [] {
+    sys::on_fork(nullptr, nullptr, &reset_after_fork);
+    return true;
+  }();
   (void)registered;
   check_robust_list_compatible();
   t_lock_context.head = static_cast<ThreadLockContext::RobustListHead*>(sys::robust_list_head());

@@ -149,12 +149,10 @@ enum class InitState { Ready, NotYet, Foreign, Truncated };
 InitState peek_state(int fd, std::uint64_t object_size) {
   if (object_size == 0) return InitState::NotYet;
   std::uint64_t magic = 0;
-  ssize_t n = sys::retry_eintr([&] { return ::pread(fd, &magic, sizeof(magic), 0); });
+  const std::size_t n = sys::read_at(fd, std::as_writable_bytes(std::span(&magic, 1)), 0);
   // Bytes that are not our magic make it someone else's file, whatever its size.
-  if (n == static_cast<ssize_t>(sizeof(magic)) && magic != 0 && magic != kSegmentMagic) {
-    return InitState::Foreign;
-  }
-  if (n > 0 && n < static_cast<ssize_t>(sizeof(magic))) return InitState::Foreign;
+  if (n == sizeof(magic) && magic != 0 && magic != kSegmentMagic) return InitState::Foreign;
+  if (n > 0 && n < sizeof(magic)) return InitState::Foreign;
   // Initialization sizes the object in one step from 0: a segment that cannot
   // hold its header was cut down by someone else.
   if (object_size < sizeof(SegmentHeader)) {

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -235,6 +236,49 @@ void munlock(const void* address, std::size_t length, std::string_view object) {
 }
 
 pid_t getpid() noexcept { return ::getpid(); }
+pid_t getppid() noexcept { return ::getppid(); }
+
+std::optional<struct stat> stat_path(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return st;
+}
+
+bool is_terminal(int fd) noexcept { return ::isatty(fd) != 0; }
+
+std::string self_executable() {
+  char path[4096];
+  ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n <= 0) throw_errno("/proc/self/exe", "readlink", errno);
+  return std::string(path, static_cast<std::size_t>(n));
+}
+
+void on_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcept {
+  (void)::pthread_atfork(prepare, parent, child);
+}
+
+void munmap_quietly(void* address, std::size_t size) noexcept { (void)::munmap(address, size); }
+
+std::string ptrace_seize_and_stop(pid_t tid) {
+  if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) == -1) {
+    return std::string("ptrace(PTRACE_SEIZE) refused: ") + ::strerrordesc_np(errno) +
+           " (ptrace not permitted here; stacks are not captured)";
+  }
+  if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) == -1) {
+    std::string why = std::string("ptrace(PTRACE_INTERRUPT): ") + ::strerrordesc_np(errno);
+    (void)::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
+    return why;
+  }
+  int status = 0;
+  pid_t r = retry_eintr([&] { return ::waitpid(tid, &status, __WALL); });
+  if (r == -1 || !WIFSTOPPED(status)) {
+    (void)::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
+    return "the process ended before its stack could be read";
+  }
+  return {};
+}
+
+void ptrace_detach(pid_t tid) noexcept { (void)::ptrace(PTRACE_DETACH, tid, nullptr, nullptr); }
 pid_t gettid() noexcept { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 uid_t geteuid() noexcept { return ::geteuid(); }
 
@@ -810,6 +854,19 @@ bool read_exact_at(int fd, std::span<std::byte> buffer, std::uint64_t offset) {
     offset += static_cast<std::uint64_t>(n);
   }
   return true;
+}
+
+std::size_t read_some(int fd, std::span<std::byte> buffer) {
+  ssize_t n = retry_eintr([&] { return ::read(fd, buffer.data(), buffer.size()); });
+  if (n < 0) throw_errno("fd " + std::to_string(fd), "read", errno);
+  return static_cast<std::size_t>(n);
+}
+
+std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset) {
+  ssize_t n = retry_eintr(
+      [&] { return ::pread(fd, buffer.data(), buffer.size(), static_cast<off_t>(offset)); });
+  if (n < 0) throw_errno("fd " + std::to_string(fd), "pread", errno);
+  return static_cast<std::size_t>(n);
 }
 
 bool wait_readable(int fd, int timeout_ms) {

@@ -69,6 +69,10 @@ bool shm_unlink_if_exists(const std::string& name);
 UniqueFd memfd_create(const std::string& name, unsigned flags);
 
 struct stat fstat(int fd, std::string_view object);
+// stat(2) of a path, following links; nothing when it cannot be read.
+std::optional<struct stat> stat_path(const std::string& path);
+// isatty(3).
+bool is_terminal(int fd) noexcept;
 void ftruncate(int fd, std::uint64_t size, std::string_view object);
 // posix_fallocate: reserves the pages so a full tmpfs fails here, not as SIGBUS later.
 void fallocate(int fd, std::uint64_t offset, std::uint64_t length, std::string_view object);
@@ -112,6 +116,12 @@ void munlock(const void* address, std::size_t length, std::string_view object);
 
 // --- processes -------------------------------------------------------------
 pid_t getpid() noexcept;
+// getppid(2): 0 when the parent is outside this PID namespace.
+pid_t getppid() noexcept;
+// The path of this program (/proc/self/exe).
+std::string self_executable();
+// pthread_atfork(3); any handler may be nullptr.
+void on_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcept;
 pid_t gettid() noexcept;
 uid_t geteuid() noexcept;
 // The kernel's start time of a process (clock ticks since boot, /proc/PID/stat
@@ -225,6 +235,9 @@ bool thread_departed(pid_t pid, pid_t tid) noexcept;
 std::uint64_t coarse_monotonic_ns() noexcept;
 // The calling thread's kernel robust-futex list head (get_robust_list).
 void* robust_list_head();
+// munmap for destructors and cleanup: a range this process mapped whole, so
+// it cannot fail; nothing is thrown either way.
+void munmap_quietly(void* address, std::size_t size) noexcept;
 // Reads a word of this process's memory at an address that may be unmapped
 // (process_vm_readv: EFAULT instead of a fault); false when it cannot.
 bool read_own_word(std::uintptr_t address, std::uintptr_t& value) noexcept;
@@ -258,8 +271,12 @@ bool write_all(int fd, std::string_view data) noexcept;
 // Reads exactly buffer.size() bytes (blocking, EINTR retried); false at end
 // of file before that many arrived.
 bool read_exact(int fd, std::span<std::byte> buffer);
+// One read(2) (EINTR retried): the bytes read, 0 at the end.
+std::size_t read_some(int fd, std::span<std::byte> buffer);
 // pread(2) until `buffer` is full from `offset`: false when the file ends first.
 bool read_exact_at(int fd, std::span<std::byte> buffer, std::uint64_t offset);
+// One pread(2) at `offset` (EINTR retried): the bytes read, 0 at the end.
+std::size_t read_at(int fd, std::span<std::byte> buffer, std::uint64_t offset);
 // poll(2) for POLLIN (or hang-up) on fd: true when readable within timeout_ms.
 bool wait_readable(int fd, int timeout_ms);
 // shm_unlink for a signal handler: no allocation, no exception, errors ignored.
@@ -275,6 +292,11 @@ void restore_signal_action(int signal, const struct sigaction& action) noexcept;
 [[noreturn]] void exit_now(int status) noexcept;
 // Raises `signal` in this process (kill(getpid())): async-signal-safe.
 void raise_signal(int signal) noexcept;
+// Tracing a thread to read its stack (ptrace(2)): seizes it and stops it;
+// an empty result, or why not ("ptrace not permitted here", "it ended").
+std::string ptrace_seize_and_stop(pid_t tid);
+// Lets a seized thread go (a stopped one stays stopped).
+void ptrace_detach(pid_t tid) noexcept;
 // Threads of this process (/proc/self/task).
 std::size_t thread_count();
 // PR_SET_CHILD_SUBREAPER: orphaned descendants become this process's children.
