@@ -100,6 +100,148 @@ int work(CounterState& s, std::size_t slot, std::size_t slots) {
   }
 }
 
+// One run: the workers, the kill schedule drawn from the seed, the tally.
+class CounterRun {
+ public:
+  CounterRun(CounterState& state, unsigned processes, unsigned kills, std::uint64_t seed)
+      : state_(state),
+        processes_(processes),
+        kills_(kills),
+        slots_(processes + kills),
+        random_(seed) {}
+
+  // Starts the workers together (the lock held while they start, as the
+  // seed's example did), then kills until the budget is spent or the count
+  // is done.
+  void kill_while_counting() {
+    (void)state_.lock.acquire();
+    for (unsigned i = 0; i < processes_; ++i) workers_.push_back(spawn());
+    start_ns_ = shmutils::sys::monotonic_ns();
+    state_.lock.release();
+    bool counting = true;
+    while (counting && killed_ < kills_) {
+      shmutils::sys::sleep_ns(std::uniform_int_distribution<std::uint64_t>(0, 200'000)(random_));
+      counting = replace_planned_deaths();
+      if (!counting || killed_ >= kills_) break;
+      auto& victim =
+          workers_[std::uniform_int_distribution<std::size_t>(0, workers_.size() - 1)(random_)];
+      if (!victim.running()) continue;
+      victim.kill();
+      ++killed_;
+      victim = spawn();
+    }
+  }
+
+  // Lets the workers finish; one that still dies at its planned point is
+  // replaced (with no plan), so the count always completes. False when a
+  // worker failed or they did not finish in 5 minutes.
+  bool finish() {
+    bool ok = true;
+    const std::uint64_t give_up = shmutils::sys::monotonic_ns() + 300'000'000'000ULL;
+    for (bool running = true; running;) {
+      running = false;
+      for (auto& worker : workers_) {
+        auto status = worker.wait_for(std::chrono::milliseconds(1));
+        if (!status) {
+          running = true;
+        } else if (status->signal == SIGKILL) {
+          ++killed_;
+          ++planned_deaths_;
+          worker = spawn();
+          running = true;
+        } else if (!status->success()) {
+          std::fprintf(stderr, "worker pid %d failed: %s\n", worker.pid(),
+                       status->to_string().c_str());
+          ok = false;
+        }
+      }
+      if (running && shmutils::sys::monotonic_ns() > give_up) {
+        std::fprintf(stderr, "workers did not finish in 5 minutes; killed\n");
+        for (auto& worker : workers_) worker.kill();
+        return false;
+      }
+    }
+    seconds_ = static_cast<double>(shmutils::sys::monotonic_ns() - start_ns_) / 1e9;
+    // A kill can land between the last increment and the last release: settle it.
+    shmutils::MutexGuard guard(state_.lock);
+    if (guard.owner_died()) {
+      repair(state_, slots_);
+      guard.mark_consistent();
+    }
+    return ok;
+  }
+
+  // Prints the tally; true when the count is exact.
+  bool report(std::uint64_t target) const {
+    std::uint64_t completed = 0;
+    for (std::size_t w = 0; w < next_slot_; ++w) completed += state_.completed[w];
+    const bool exact = state_.value == target && completed == target;
+    std::printf("counter = %" PRIu64 ", increments completed = %" PRIu64 ", target = %" PRIu64
+                ": %s (%.3f s)\n",
+                state_.value, completed, target, exact ? "exact" : "WRONG", seconds_);
+    std::printf("kills: %u (%u inside the critical section at a fault point), recoveries: %" PRIu64
+                " (%" PRIu64 " increments rolled forward, %" PRIu64 " rolled back)\n",
+                killed_, planned_deaths_, state_.recoveries, state_.rolled_forward,
+                state_.rolled_back);
+    return exact;
+  }
+
+ private:
+  // Half the workers are planned to die inside the critical section, at a
+  // fault point, on a hit chosen from the seed (while the kill budget
+  // lasts); the others die, if at all, by the random SIGKILLs.
+  shmutils::framework::ChildProcess spawn() {
+    const std::size_t slot = next_slot_++;
+    const shmutils::FaultPoint* point = nullptr;
+    std::uint64_t hit = 0;
+    if (killed_ < kills_ && std::uniform_int_distribution<int>(0, 1)(random_) == 1) {
+      point = std::uniform_int_distribution<int>(0, 1)(random_) == 0 ? &fp_intent_written
+                                                                     : &fp_value_incremented;
+      hit = std::uniform_int_distribution<std::uint64_t>(1, 20'000)(random_);
+    }
+    CounterState* state = &state_;
+    const std::size_t slots = slots_;
+    return shmutils::framework::ChildProcess::fork([state, slot, slots, point, hit] {
+      if (point != nullptr) {
+        g_death_point = point;
+        g_death_hit = hit;
+        shmutils::set_fault_hook(&die_as_planned);
+      }
+      return work(*state, slot, slots);
+    });
+  }
+
+  // Replaces the workers that died at their planned fault point; false once
+  // every worker has finished counting.
+  bool replace_planned_deaths() {
+    bool counting = false;
+    for (auto& worker : workers_) {
+      auto status = worker.wait_for(std::chrono::milliseconds(0));
+      if (!status) {
+        counting = true;
+      } else if (status->signal == SIGKILL && killed_ < kills_) {
+        ++killed_;
+        ++planned_deaths_;
+        worker = spawn();
+        counting = true;
+      }
+    }
+    return counting;
+  }
+
+  CounterState& state_;
+  unsigned processes_;
+  unsigned kills_;
+  std::size_t slots_;
+  std::mt19937_64 random_;
+  std::vector<shmutils::framework::ChildProcess> workers_;
+  std::size_t next_slot_ = 0;
+  unsigned killed_ = 0;
+  unsigned planned_deaths_ = 0;
+  std::uint64_t start_ns_ = 0;
+  double seconds_ = 0;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -125,122 +267,16 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    const std::size_t slots = processes + kills;
     auto segment = shmutils::Segment::create_anonymous(shmutils::Segment::minimum_size() +
                                                        sizeof(CounterState));
     auto* state = new (segment.user_area().data()) CounterState{};
     state->target = target;
     std::printf("seed %" PRIu64 ": %u processes count to %" PRIu64 " with %u kills\n", seed,
                 processes, target, kills);
-
-    std::mt19937_64 random(seed);
-    std::vector<shmutils::framework::ChildProcess> workers;
-    std::size_t next_slot = 0;
-    // Half the workers are planned to die inside the critical section, at a
-    // fault point, on a hit chosen from the seed; the others die (if at all)
-    // by the parent's random SIGKILLs.
-    unsigned killed = 0;
-    auto spawn = [&] {
-      std::size_t slot = next_slot++;
-      const shmutils::FaultPoint* point = nullptr;
-      std::uint64_t hit = 0;
-      // Plan a death only while the kill budget lasts.
-      if (killed < kills && std::uniform_int_distribution<int>(0, 1)(random) == 1) {
-        point = std::uniform_int_distribution<int>(0, 1)(random) == 0 ? &fp_intent_written
-                                                                      : &fp_value_incremented;
-        hit = std::uniform_int_distribution<std::uint64_t>(1, 20'000)(random);
-      }
-      return shmutils::framework::ChildProcess::fork([state, slot, slots, point, hit] {
-        if (point != nullptr) {
-          g_death_point = point;
-          g_death_hit = hit;
-          shmutils::set_fault_hook(&die_as_planned);
-        }
-        return work(*state, slot, slots);
-      });
-    };
-
-    // Hold the lock while starting the workers, as the seed did, so they all
-    // begin counting together.
-    (void)state->lock.acquire();
-    for (unsigned i = 0; i < processes; ++i) workers.push_back(spawn());
-    std::uint64_t start = shmutils::sys::monotonic_ns();
-    state->lock.release();
-
-    unsigned planned_deaths = 0;
-    bool counting = true;
-    while (counting && killed < kills) {
-      shmutils::sys::sleep_ns(std::uniform_int_distribution<std::uint64_t>(0, 200'000)(random));
-      // Replace the workers that died at their planned fault point.
-      counting = false;
-      for (auto& worker : workers) {
-        auto status = worker.wait_for(std::chrono::milliseconds(0));
-        if (!status) {
-          counting = true;
-        } else if (status->signal == SIGKILL && killed < kills) {
-          ++killed;
-          ++planned_deaths;
-          worker = spawn();
-          counting = true;
-        }
-      }
-      if (!counting || killed >= kills) break;
-      auto& victim =
-          workers[std::uniform_int_distribution<std::size_t>(0, workers.size() - 1)(random)];
-      if (!victim.running()) continue;
-      victim.kill();
-      ++killed;
-      victim = spawn();
-    }
-
-    // Let the workers finish; one that still dies at its planned point is
-    // replaced (with no plan), so the count always completes.
-    bool ok = true;
-    std::uint64_t give_up = shmutils::sys::monotonic_ns() + 300'000'000'000ULL;
-    for (bool running = true; running;) {
-      running = false;
-      for (auto& worker : workers) {
-        auto status = worker.wait_for(std::chrono::milliseconds(1));
-        if (!status) {
-          running = true;
-        } else if (status->signal == SIGKILL) {
-          ++killed;
-          ++planned_deaths;
-          worker = spawn();
-          running = true;
-        } else if (!status->success()) {
-          std::fprintf(stderr, "worker pid %d failed: %s\n", worker.pid(),
-                       status->to_string().c_str());
-          ok = false;
-        }
-      }
-      if (running && shmutils::sys::monotonic_ns() > give_up) {
-        std::fprintf(stderr, "workers did not finish in 5 minutes; killed\n");
-        for (auto& worker : workers) worker.kill();
-        ok = false;
-        break;
-      }
-    }
-    double seconds = static_cast<double>(shmutils::sys::monotonic_ns() - start) / 1e9;
-
-    // A kill can land between the last increment and the last release: settle it.
-    {
-      shmutils::MutexGuard guard(state->lock);
-      if (guard.owner_died()) {
-        repair(*state, slots);
-        guard.mark_consistent();
-      }
-    }
-    std::uint64_t completed = 0;
-    for (std::size_t w = 0; w < next_slot; ++w) completed += state->completed[w];
-    bool exact = state->value == target && completed == target;
-    std::printf("counter = %" PRIu64 ", increments completed = %" PRIu64 ", target = %" PRIu64
-                ": %s (%.3f s)\n",
-                state->value, completed, target, exact ? "exact" : "WRONG", seconds);
-    std::printf("kills: %u (%u inside the critical section at a fault point), recoveries: %" PRIu64
-                " (%" PRIu64 " increments rolled forward, %" PRIu64 " rolled back)\n",
-                killed, planned_deaths, state->recoveries, state->rolled_forward,
-                state->rolled_back);
+    CounterRun run(*state, processes, kills, seed);
+    run.kill_while_counting();
+    const bool ok = run.finish();
+    const bool exact = run.report(target);
     if (!exact)
       std::printf("replay: %s --processes %u --target %" PRIu64 " --kills %u --seed %" PRIu64 "\n",
                   argv[0], processes, target, kills, seed);

@@ -218,11 +218,11 @@ int command_ls(bool as_json) {
   return kOk;
 }
 
-int command_inspect(const std::string& name, bool as_json) {
-  Segment segment = open_read_only(name);
+// What inspect reports of a segment, as JSON: the header, the processes, the
+// heap's figures, named objects and lock holders.
+json inspect_json(const Segment& segment, const Facts& facts) {
   const SegmentHeader& h = segment.header();
   const SegmentLayout& layout = segment.layout();
-  Facts facts = gather(segment, true);
   json j{{"name", printable(segment.name())},  {"uuid", segment.uuid().to_string()},
          {"layout_version", h.layout_version}, {"size", segment.size()},
          {"creator_pid", h.creator_pid},       {"created_realtime_ns", h.created_realtime_ns},
@@ -261,10 +261,13 @@ int command_inspect(const std::string& name, bool as_json) {
     j["named_objects"] = named;
   }
   j["locks"] = locks;
-  if (as_json) {
-    print_json(j);
-    return kOk;
-  }
+  return j;
+}
+
+// The same as text, for a person.
+void print_inspection(const Segment& segment, const Facts& facts, const json& j) {
+  const SegmentHeader& h = segment.header();
+  const json& locks = j["locks"];
   std::printf("segment %s  (layout %u, uuid %s)\n", printable(segment.name()).c_str(),
               h.layout_version, segment.uuid().to_string().c_str());
   std::time_t created = static_cast<std::time_t>(h.created_realtime_ns / 1'000'000'000ULL);
@@ -314,6 +317,17 @@ int command_inspect(const std::string& name, bool as_json) {
     const json& holder = locks[lock];
     std::printf("    %-12s %s%s\n", lock.c_str(), holder.value("description", "").c_str(),
                 holder.value("holder_alive", true) ? "" : " (dead: the next holder repairs)");
+  }
+}
+
+int command_inspect(const std::string& name, bool as_json) {
+  Segment segment = open_read_only(name);
+  Facts facts = gather(segment, true);
+  json j = inspect_json(segment, facts);
+  if (as_json) {
+    print_json(j);
+  } else {
+    print_inspection(segment, facts, j);
   }
   return kOk;
 }

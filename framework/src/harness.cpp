@@ -164,6 +164,9 @@ class Run {
   RunReport execute();
 
  private:
+  void prepare();
+  void run_loop();
+  void conclude();
   double now_s() const { return static_cast<double>(sys::monotonic_ns() - start_ns_) / 1e9; }
   void event(std::uint32_t incarnation, EventKind kind, std::string detail = {}) {
     report_.events.push_back({now_s(), incarnation, kind, std::move(detail)});
@@ -628,6 +631,24 @@ void Run::kill_all(const std::string& why) {
 }
 
 RunReport Run::execute() {
+  prepare();
+  start_ns_ = sys::monotonic_ns();
+  last_progress_ns_ = start_ns_;
+  next_kill_ns_ = start_ns_ + exponential_ns(random_, options_.kills_per_s);
+  next_stall_ns_ = start_ns_ + exponential_ns(random_, options_.stalls_per_s);
+  for (unsigned i = 0; i < options_.workers; ++i) start_worker();
+  run_loop();
+  if (hung_) {
+    kill_all("hung");
+  } else {
+    finish();
+  }
+  conclude();
+  return report_;
+}
+
+// The witness, the segment and the scenario's setup; how workers start.
+void Run::prepare() {
   report_.scenario = std::string(scenario_.name());
   report_.seed = options_.seed;
   report_.workers = options_.workers;
@@ -671,12 +692,11 @@ RunReport Run::execute() {
   report_.worker_source = options_.mode == WorkerMode::Spawn ? "spawn"
                           : use_zygote_                      ? "zygote"
                                                              : "fork";
-  start_ns_ = sys::monotonic_ns();
-  last_progress_ns_ = start_ns_;
-  next_kill_ns_ = start_ns_ + exponential_ns(random_, options_.kills_per_s);
-  next_stall_ns_ = start_ns_ + exponential_ns(random_, options_.stalls_per_s);
-  for (unsigned i = 0; i < options_.workers; ++i) start_worker();
+}
 
+// Polls, tops up, kills and stalls until the run's bound (kills, or time),
+// an interruption, a crash or a hang.
+void Run::run_loop() {
   for (;;) {
     double elapsed = now_s();
     if (options_.max_kills != 0 ? report_.kills >= options_.max_kills
@@ -709,11 +729,11 @@ RunReport Run::execute() {
     }
     sys::sleep_ns(100'000);
   }
-  if (hung_) {
-    kill_all("hung");
-  } else {
-    finish();
-  }
+}
+
+// With every worker gone: the scenario's final checks, leaks, counts and
+// required points.
+void Run::conclude() {
   report_.duration_s = now_s();
   sample_lock_holds(true);
   if (use_zygote_) sys::set_child_subreaper(false);
@@ -741,7 +761,6 @@ RunReport Run::execute() {
     progress_({report_.duration_s, report_.operations, report_.kills, report_.recoveries,
                report_.violations.size()});
   }
-  return report_;
 }
 
 }  // namespace
