@@ -1,6 +1,7 @@
-// The allocator's operations: per-process caches in front of per-class spans,
-// best-fit blocks behind the heap lock, and the reaper that returns what a dead
-// process held.
+// The allocator's operations: allocate (from the per-process caches or the
+// best-fit blocks), publish, free, and the small lookups (pointer, usable
+// size, type ids). The caches, blocks, locks, format and reaper have files of
+// their own (heap_cache, heap_blocks, heap_locks, heap_format, heap_reap).
 #include "shmutils/shm/heap.hpp"
 
 #include <unistd.h>
@@ -23,115 +24,23 @@ SHMUTILS_FAULT_POINT(fp_alloc_dest_written, "heap.allocate.dest_written");
 SHMUTILS_FAULT_POINT(fp_publish_dest_written, "heap.publish.dest_written");
 SHMUTILS_FAULT_POINT(fp_free_cached, "heap.free.state_cached");
 SHMUTILS_FAULT_POINT(fp_free_from_unlinked, "heap.free_from.unlinked");
-SHMUTILS_FAULT_POINT(fp_refill_partial, "heap.refill.partial");
-SHMUTILS_FAULT_POINT(fp_flush_partial, "heap.flush.partial");
-SHMUTILS_FAULT_POINT(fp_span_carved, "heap.span.carved");
-SHMUTILS_FAULT_POINT(fp_reap_resolved, "heap.reap.intent_resolved");
-SHMUTILS_FAULT_POINT(fp_reap_swept, "heap.reap.swept");
-
-namespace heap {
-std::uint64_t control_checksum(const HeapControl& control) noexcept {
-  const auto* bytes = reinterpret_cast<const unsigned char*>(&control);
-  std::uint64_t hash = 0xcbf29ce484222325ULL;
-  for (std::size_t i = 0; i < offsetof(HeapControl, checksum); ++i) {
-    hash = (hash ^ bytes[i]) * 0x100000001b3ULL;
-  }
-  return hash;
-}
-}  // namespace heap
 
 namespace detail {
 
 using heap::kGranule;
 using heap::SlotOp;
 
-HeapLock::HeapLock(HeapView& v) : v_(v) {
-  settle(v.control->heap_lock.acquire_within(v.lock_timeout,
-                                             "heap lock of segment \"" + v.segment + "\""));
-}
-
-HeapLock::HeapLock(HeapView& v, std::uint64_t deadline_ns) : v_(v) {
-  settle(v.control->heap_lock.acquire_until(std::chrono::steady_clock::time_point(
-      std::chrono::nanoseconds(static_cast<std::int64_t>(deadline_ns)))));
-}
-
-void HeapLock::settle(LockResult result) {
-  held_ = holds_lock(result);
-  if (result == LockResult::OwnerDied) {
-    try {
-      repair_blocks(v_);
-    } catch (const Error&) {
-      held_ = false;
-      v_.control->heap_lock.abandon_repair();
-      v_.control->heap_lock.release();
-      throw;
-    }
-    v_.control->heap_lock.mark_consistent();
+HeapView& checked(const std::shared_ptr<HeapView>& view, const char* operation) {
+  if (view == nullptr) {
+    throw Error(ErrorKind::InvalidArgument, "heap", operation,
+                "this segment has no heap (create it with SegmentOptions::heap)");
   }
+  return *view;
 }
 
-bool repair_class(HeapView& v, std::uint32_t class_index, std::uint64_t deadline_ns) {
-  std::optional<HeapLock> heap_lock;
-  if (deadline_ns == 0) {
-    heap_lock.emplace(v);
-  } else {
-    heap_lock.emplace(v, deadline_ns);
-    if (!heap_lock->held()) return false;
-  }
-  rebuild_classes(v, std::uint64_t{1} << class_index);
-  return true;
+void clear_intent(heap::Intent& intent) noexcept {
+  intent.op.store(static_cast<std::uint64_t>(SlotOp::None), std::memory_order_release);
 }
-
-ClassLock::ClassLock(HeapView& v, std::uint32_t class_index) : v_(v), class_index_(class_index) {
-  Mutex& lock = v.control->classes[class_index].lock;
-  LockResult result =
-      lock.acquire_within(v.lock_timeout, "size-class lock " + std::to_string(class_index) +
-                                              " of segment \"" + v.segment + "\"");
-  if (result == LockResult::OwnerDied) {
-    try {
-      repair_class(v, class_index);
-    } catch (...) {
-      lock.release();
-      throw;
-    }
-    lock.mark_consistent();
-  }
-}
-
-bool take_turn(std::atomic<std::uint32_t>& turn, std::uint32_t self, int probe_fd,
-               std::uint64_t deadline_ns) {
-  for (unsigned spins = 0;; ++spins) {
-    std::uint32_t holder = 0;
-    if (turn.compare_exchange_weak(holder, self, std::memory_order_acquire)) return true;
-    if (spins < 64) continue;
-    sys::yield();
-    if (spins % 256 == 0 && (holder & kAuditorTurn) != 0 && holder != self && probe_fd >= 0 &&
-        !sys::ofd_byte_locked_elsewhere(probe_fd, kAuditorLockOffset + (holder & ~kAuditorTurn),
-                                        "heap auditor")) {
-      // Held by an auditor that no longer exists (killed mid-freeze).
-      if (turn.compare_exchange_strong(holder, self, std::memory_order_acquire)) return true;
-    }
-    if (deadline_ns != 0 && spins % 64 == 0 && sys::monotonic_ns() >= deadline_ns) return false;
-  }
-}
-
-namespace {
-
-// This process's turn inside its own slot.
-class SlotTurn {
- public:
-  SlotTurn(const HeapView& v, SlotRecord& record) : lock_(record.op_lock) {
-    take_turn(lock_, kOwnerTurn, v.registry.probe_fd);
-  }
-  ~SlotTurn() { give_turn(lock_); }
-  SlotTurn(const SlotTurn&) = delete;
-  SlotTurn& operator=(const SlotTurn&) = delete;
-
- private:
-  std::atomic<std::uint32_t>& lock_;
-};
-
-std::uint64_t& link_of(HeapView& v, std::uint64_t object) { return *v.at<std::uint64_t>(object); }
 
 SmallRef small_ref(const HeapView& v, std::uint64_t offset) {
   SmallRef ref;
@@ -187,6 +96,8 @@ BlockHeader* large_header(const HeapView& v, std::uint64_t offset, const char* o
          "offset " + std::to_string(offset) + " is not the start of a block of this heap");
 }
 
+namespace {
+
 [[noreturn]] void bad_state(const HeapView& v, const char* operation, std::uint64_t offset,
                             State state) {
   if (state.kind() == Kind::Free || state.kind() == Kind::Cached) {
@@ -207,114 +118,6 @@ bool may_free(State state, std::uint32_t slot) {
          (state.kind() == Kind::Reserved && state.owner() == slot);
 }
 
-// The head of a cache's chain, read from the segment: checked to be an object
-// of class c that this slot's cache holds before its link is followed.
-SmallRef cached_object(const HeapView& v, std::uint64_t object, std::uint32_t c, std::uint32_t slot,
-                       const char* operation) {
-  SmallRef ref = small_ref(v, object);
-  if (ref.span == 0 || ref.class_index != c ||
-      State{ref.state->load(std::memory_order_acquire)}.word !=
-          State::make(Kind::Cached, slot).word) {
-    v.corrupt(operation, "the cache of process slot " + std::to_string(slot) + " names offset " +
-                             std::to_string(object) + ", not an object it holds");
-  }
-  return ref;
-}
-
-// Moves a batch of free objects from the class's spans into the cache.
-void refill(HeapView& v, std::uint32_t c, std::uint32_t slot) {
-  const ClassGeometry& geometry = class_geometry(c);
-  ClassControl& cls = v.control->classes[c];
-  heap::ClassCache& cache = v.record(slot).caches[c];
-  const State cached = State::make(Kind::Cached, slot);
-  std::uint64_t chain = cache.head.load(std::memory_order_relaxed);
-  std::uint32_t count = cache.count.load(std::memory_order_relaxed);
-  std::uint32_t moved = 0;
-  while (moved < geometry.batch) {
-    std::uint64_t span = cls.partial;
-    if (span == 0) {
-      HeapLock heap_lock(v);
-      std::uint64_t block = carve_block(v, heap::kSpanBytes / kGranule, heap::kSpanBytes,
-                                        State::make(Kind::Reserved, slot));
-      if (block == 0) break;
-      span = block + sizeof(BlockHeader);
-      auto* header = v.at<SpanHeader>(span);
-      std::memset(static_cast<void*>(header), 0, geometry.data_offset);
-      header->class_index = c;
-      header->object_count = geometry.object_count;
-      header->data_offset = geometry.data_offset;
-      header->free_count = geometry.object_count;
-      fp_span_carved.reached();
-      v.block(block)->word.store(
-          BlockHeader::pack(heap::kSpanBytes / kGranule, State::make(Kind::Span, 0, c)),
-          std::memory_order_release);
-      v.span_map((block - v.arena_begin) / heap::kSpanBytes).store(1, std::memory_order_release);
-      header->in_partial = 1;
-      header->next_partial = 0;
-      cls.partial = span;
-      ++cls.spans;
-    }
-    span = checked_span(v, span, c, "allocate");
-    auto* header = v.at<SpanHeader>(span);
-    std::atomic<std::uint32_t>* states = v.span_states(span);
-    // The class's geometry bounds the walk, never numbers read from the span.
-    const std::uint64_t data = span + geometry.data_offset;
-    std::uint32_t i = header->cursor < geometry.object_count ? header->cursor : 0;
-    if (header->free_count > geometry.object_count) header->free_count = geometry.object_count;
-    for (std::uint32_t seen = 0;
-         seen < geometry.object_count && moved < geometry.batch && header->free_count > 0;
-         ++seen, i = i + 1 == geometry.object_count ? 0 : i + 1) {
-      if (State{states[i].load(std::memory_order_relaxed)}.kind() != Kind::Free) continue;
-      states[i].store(cached.word, std::memory_order_relaxed);
-      std::uint64_t object = data + std::uint64_t{i} * geometry.object_size;
-      link_of(v, object) = chain;
-      chain = object;
-      ++moved;
-      --header->free_count;
-      if (moved == 1) fp_refill_partial.reached();
-    }
-    header->cursor = i;
-    // No free object found though the count said so: the count was wrong.
-    if (moved == 0 && header->free_count != 0) header->free_count = 0;
-    if (header->free_count == 0) {
-      cls.partial = header->next_partial;
-      header->in_partial = 0;
-      header->next_partial = 0;
-    }
-  }
-  cache.head.store(chain, std::memory_order_relaxed);
-  cache.count.store(count + moved, std::memory_order_relaxed);
-}
-
-// Returns `n` objects from the cache to their spans.
-void flush(HeapView& v, std::uint32_t c, std::uint32_t slot, std::uint32_t n) {
-  ClassControl& cls = v.control->classes[c];
-  const ClassGeometry& geometry = class_geometry(c);
-  heap::ClassCache& cache = v.record(slot).caches[c];
-  bool emptied = false;
-  for (std::uint32_t k = 0; k < n; ++k) {
-    std::uint64_t object = cache.head.load(std::memory_order_relaxed);
-    if (object == 0) break;
-    SmallRef ref = cached_object(v, object, c, slot, "flush");
-    cache.head.store(link_of(v, object), std::memory_order_relaxed);
-    cache.count.fetch_sub(1, std::memory_order_relaxed);
-    ref.state->store(State::make(Kind::Free).word, std::memory_order_release);
-    if (k == 0) fp_flush_partial.reached();
-    auto* header = v.at<SpanHeader>(ref.span);
-    ++header->free_count;
-    if (header->in_partial == 0) {
-      header->in_partial = 1;
-      header->next_partial = cls.partial;
-      cls.partial = ref.span;
-    }
-    if (header->free_count == geometry.object_count) emptied = true;
-  }
-  if (emptied && cls.spans > 1) {
-    HeapLock heap_lock(v);
-    release_empty_spans(v, c);
-  }
-}
-
 void check_alignment(const HeapView& v, std::size_t alignment) {
   if (alignment == 0 || !std::has_single_bit(alignment) || alignment > sys::page_size()) {
     v.fail(ErrorKind::InvalidArgument, "allocate",
@@ -326,21 +129,16 @@ void check_alignment(const HeapView& v, std::size_t alignment) {
 
 }  // namespace detail
 
+using detail::checked;
+using detail::clear_intent;
 using detail::HeapView;
+using detail::slot_of;
 using heap::kGranule;
 using heap::Kind;
 using heap::SlotOp;
 using heap::State;
 
 namespace {
-
-HeapView& checked(const std::shared_ptr<HeapView>& view, const char* operation) {
-  if (view == nullptr) {
-    throw Error(ErrorKind::InvalidArgument, "heap", operation,
-                "this segment has no heap (create it with SegmentOptions::heap)");
-  }
-  return *view;
-}
 
 // The view of a process that may allocate: registered, and not a forked copy.
 HeapView& writer(const std::shared_ptr<HeapView>& view, const char* operation) {
@@ -356,8 +154,6 @@ HeapView& writer(const std::shared_ptr<HeapView>& view, const char* operation) {
   }
   return v;
 }
-
-std::uint32_t slot_of(const HeapView& v) { return static_cast<std::uint32_t>(v.slot); }
 
 std::uint64_t dest_offset(const HeapView& v, const std::atomic<std::uint64_t>* dest) {
   if (dest == nullptr) return 0;
@@ -378,130 +174,7 @@ void set_intent(heap::Intent& intent, SlotOp op, std::uint64_t object, std::uint
   intent.op.store(static_cast<std::uint64_t>(op), std::memory_order_release);
 }
 
-void clear_intent(heap::Intent& intent) {
-  intent.op.store(static_cast<std::uint64_t>(SlotOp::None), std::memory_order_release);
-}
-
 }  // namespace
-
-std::size_t Heap::region_size(std::uint32_t slots, std::size_t arena_size) noexcept {
-  std::size_t regions = (arena_size + heap::kSpanBytes - 1) / heap::kSpanBytes;
-  return sizeof(heap::HeapControl) + std::size_t{slots} * sizeof(heap::SlotRecord) +
-         sizeof(heap::TypeEntry) * heap::kMaxTypes + (regions + 63) / 64 * 64;
-}
-
-void Heap::format(std::byte* base, std::uint64_t region_offset, std::uint32_t slots,
-                  std::uint64_t arena_offset, std::uint64_t arena_size) {
-  auto* control = reinterpret_cast<heap::HeapControl*>(base + region_offset);
-  std::uint64_t regions = (arena_size + heap::kSpanBytes - 1) / heap::kSpanBytes;
-  std::memset(static_cast<void*>(control), 0, region_size(slots, arena_size));
-  control->magic = heap::kControlMagic;
-  control->version = 1;
-  control->slot_capacity = slots;
-  control->arena_offset = arena_offset;
-  control->arena_size = arena_size;
-  control->slots_offset = region_offset + sizeof(heap::HeapControl);
-  control->types_offset = control->slots_offset + std::uint64_t{slots} * sizeof(heap::SlotRecord);
-  control->span_map_offset = control->types_offset + sizeof(heap::TypeEntry) * heap::kMaxTypes;
-  control->span_map_size = regions;
-  control->checksum = heap::control_checksum(*control);
-  // One free block spanning the arena, then the sentinel.
-  std::uint64_t sentinel = arena_offset + arena_size - kGranule;
-  std::uint64_t granules = (sentinel - arena_offset) / kGranule;
-  auto* first = reinterpret_cast<heap::BlockHeader*>(base + arena_offset);
-  first->prev_granules = 0;
-  first->check = heap::BlockHeader::check_for(arena_offset, granules);
-  first->word.store(heap::BlockHeader::pack(granules, heap::State::make(heap::Kind::Free)));
-  auto* end = reinterpret_cast<heap::BlockHeader*>(base + sentinel);
-  end->prev_granules = static_cast<std::uint32_t>(granules);
-  end->check = heap::BlockHeader::check_for(sentinel, 1);
-  end->word.store(heap::BlockHeader::pack(1, heap::State::make(heap::Kind::Sentinel)));
-  auto* links = reinterpret_cast<heap::FreeLinks*>(base + arena_offset + kGranule);
-  *links = {0, 0};
-  std::uint32_t bin = detail::bin_for(granules);
-  control->bins[bin] = arena_offset;
-  control->bin_bitmap.store(std::uint64_t{1} << bin);
-}
-
-heap::ControlLayout Heap::validate(const std::byte* base, std::uint64_t mapped_size,
-                                   std::uint64_t region_offset, std::uint64_t region_size,
-                                   std::uint32_t registry_capacity, const std::string& segment) {
-  const std::string object = "heap of segment \"" + segment + "\"";
-  auto corrupt = [&](const std::string& why) {
-    throw Error(ErrorKind::CorruptHeap, object, "validate", why);
-  };
-  if (region_size < sizeof(heap::HeapControl)) corrupt("the allocator region is too small");
-  // One copy, checked and then used: the shared words may change meanwhile.
-  alignas(heap::HeapControl) std::array<std::byte, sizeof(heap::HeapControl)> bytes;
-  std::memcpy(bytes.data(), base + region_offset, bytes.size());
-  const auto* control = reinterpret_cast<const heap::HeapControl*>(bytes.data());
-  if (control->magic != heap::kControlMagic || control->version != 1) {
-    corrupt("the allocator region does not start with a heap control block");
-  }
-  if (control->checksum != heap::control_checksum(*control)) corrupt("control checksum mismatch");
-  if (control->slot_capacity != registry_capacity || control->slot_capacity > heap::kMaxSlots) {
-    corrupt("slot records for " + std::to_string(control->slot_capacity) +
-            " processes, the registry has " + std::to_string(registry_capacity));
-  }
-  std::uint64_t regions = (control->arena_size + heap::kSpanBytes - 1) / heap::kSpanBytes;
-  const std::uint64_t region_end = region_offset + region_size;
-  bool layout_ok =
-      control->slots_offset == region_offset + sizeof(heap::HeapControl) &&
-      control->types_offset == control->slots_offset + std::uint64_t{control->slot_capacity} *
-                                                           sizeof(heap::SlotRecord) &&
-      control->span_map_offset ==
-          control->types_offset + sizeof(heap::TypeEntry) * heap::kMaxTypes &&
-      control->span_map_size == regions && control->span_map_offset + regions <= region_end;
-  if (!layout_ok) corrupt("the allocator region's tables do not fit it");
-  bool arena_ok = control->arena_offset % heap::kSpanBytes == 0 &&
-                  control->arena_offset >= region_end && control->arena_size % kGranule == 0 &&
-                  control->arena_size >= 4 * kGranule && control->arena_offset <= mapped_size &&
-                  control->arena_size <= mapped_size - control->arena_offset &&
-                  control->arena_size / kGranule < (std::uint64_t{1} << 32);
-  if (!arena_ok) corrupt("the arena lies outside the segment");
-  return {control->slot_capacity, control->arena_offset,    control->arena_size,
-          control->slots_offset,  control->span_map_offset, control->span_map_size,
-          control->types_offset};
-}
-
-Heap Heap::attach(std::byte* base, std::uint64_t mapped_size, std::uint64_t region_offset,
-                  std::uint64_t region_size, const RegistryView& registry, std::int64_t slot,
-                  std::string segment) {
-  const heap::ControlLayout layout =
-      validate(base, mapped_size, region_offset, region_size, registry.capacity, segment);
-  Heap heap;
-  heap.view_ = std::make_shared<HeapView>();
-  HeapView& v = *heap.view_;
-  v.layout = layout;
-  v.base = base;
-  v.mapped = mapped_size;
-  v.control = reinterpret_cast<heap::HeapControl*>(base + region_offset);
-  v.region_size = region_size;
-  v.registry = registry;
-  v.segment = std::move(segment);
-  v.slot = slot;
-  v.owner_pid = sys::getpid();
-  v.fork_generation = sys::fork_generation();
-  v.arena_begin = layout.arena_offset;
-  v.arena_end = layout.arena_offset + layout.arena_size - kGranule;
-  if (slot >= 0) {
-    heap::SlotRecord& record = v.record(static_cast<std::uint32_t>(slot));
-    record.pid.store(v.owner_pid, std::memory_order_relaxed);
-    v.claim = SlotClaim::of(v.registry.inspect(static_cast<std::uint32_t>(slot)));
-  }
-  return heap;
-}
-
-void Heap::rebase(std::byte* base, std::uint64_t mapped_size,
-                  const RegistryView& registry) noexcept {
-  if (view_ == nullptr) return;
-  std::uint64_t region =
-      static_cast<std::uint64_t>(reinterpret_cast<std::byte*>(view_->control) - view_->base);
-  view_->base = base;
-  view_->mapped = mapped_size;
-  view_->control = reinterpret_cast<heap::HeapControl*>(base + region);
-  view_->registry = registry;
-}
 
 void Heap::set_registry_owner(const std::shared_ptr<ProcessRegistry>& registry) {
   if (view_ != nullptr) view_->registry_owner = registry;
@@ -844,147 +517,6 @@ void Heap::flush_cache() {
     if (count == 0) continue;
     detail::ClassLock lock(v, c);
     detail::flush(v, c, slot, count);
-  }
-}
-
-namespace {
-
-// Finishes or undoes the in-flight operation of a dead slot. Every write is a
-// compare-and-swap from a state only that slot could have left, so a late or
-// repeated resolution changes nothing.
-void resolve_intent(HeapView& v, std::uint32_t slot) {
-  heap::Intent& intent = v.record(slot).intent;
-  auto op = static_cast<SlotOp>(intent.op.load(std::memory_order_acquire));
-  std::uint64_t object = intent.obj.load(std::memory_order_relaxed);
-  std::uint64_t dest_at = intent.dest.load(std::memory_order_relaxed);
-  bool dest_ok = dest_at != 0 && dest_at % 8 == 0 && dest_at + 8 <= v.mapped;
-  if (op == SlotOp::None || !dest_ok) {
-    clear_intent(intent);
-    return;
-  }
-  auto* dest = v.at<std::atomic<std::uint64_t>>(dest_at);
-  std::atomic<std::uint32_t>* small_state = nullptr;
-  heap::BlockHeader* large = nullptr;
-  try {
-    detail::SmallRef ref = detail::small_ref(v, object);
-    if (ref.span != 0) {
-      small_state = ref.state;
-    } else {
-      large = detail::large_header(v, object, "reap");
-    }
-  } catch (const Error&) {
-    clear_intent(intent);  // it never got as far as a valid block
-    return;
-  }
-  // One rule for every operation with a location: a block the dead slot
-  // still holds as Reserved is published exactly when the location holds it
-  // (allocate-into and publish had stored it; free_from had not unlinked it
-  // yet). Anything else is left to the sweep, which frees what the slot holds.
-  if (dest->load() == object) {
-    if (small_state != nullptr) {
-      State s{small_state->load()};
-      if (s.kind() == Kind::Reserved && s.owner() == slot) {
-        std::uint32_t expected = s.word;
-        small_state->compare_exchange_strong(expected,
-                                             State::make(Kind::Published, 0, s.type()).word);
-      }
-    } else {
-      std::uint64_t word = large->word.load();
-      State s = heap::BlockHeader::state_of(word);
-      if (s.kind() == Kind::Reserved && s.owner() == slot) {
-        large->word.compare_exchange_strong(
-            word, heap::BlockHeader::pack(heap::BlockHeader::granules_of(word),
-                                          State::make(Kind::Published, 0, s.type())));
-      }
-    }
-  }
-  clear_intent(intent);
-}
-
-// Frees every block and object the slot holds and empties its record.
-// Caller holds every class lock and the heap lock.
-void sweep_slot(HeapView& v, std::uint32_t slot) {
-  std::vector<std::uint64_t> blocks;
-  for (std::uint64_t block = v.arena_begin; block < v.arena_end;) {
-    std::uint64_t word = v.block(block)->word.load(std::memory_order_acquire);
-    State state = heap::BlockHeader::state_of(word);
-    std::uint64_t granules = heap::BlockHeader::granules_of(word);
-    if (granules == 0 || block + granules * kGranule > v.arena_end) {
-      v.fail(ErrorKind::CorruptHeap, "reap",
-             "block at offset " + std::to_string(block) + " has a broken header");
-    }
-    if (state.kind() == Kind::Reserved && state.owner() == slot) blocks.push_back(block);
-    if (state.kind() == Kind::Span) {
-      if (!detail::span_block_well_formed(v, block, word)) {
-        v.corrupt("reap", "block at offset " + std::to_string(block) + " is no span of a class");
-      }
-      std::uint64_t span = block + sizeof(heap::BlockHeader);
-      std::atomic<std::uint32_t>* states = v.span_states(span);
-      std::uint32_t count = detail::class_geometry(state.type()).object_count;
-      for (std::uint32_t i = 0; i < count; ++i) {
-        State s{states[i].load(std::memory_order_acquire)};
-        if ((s.kind() == Kind::Cached || s.kind() == Kind::Reserved) && s.owner() == slot) {
-          states[i].store(State::make(Kind::Free).word, std::memory_order_release);
-        }
-      }
-    }
-    block += heap::BlockHeader::granules_of(word) * kGranule;
-  }
-  fp_reap_swept.reached();
-  for (std::uint64_t block : blocks) detail::release_block(v, block);
-  detail::rebuild_classes(v, (std::uint64_t{1} << heap::kClassCount) - 1);
-  heap::SlotRecord& record = v.record(slot);
-  for (heap::ClassCache& cache : record.caches) {
-    cache.head.store(0, std::memory_order_relaxed);
-    cache.count.store(0, std::memory_order_relaxed);
-  }
-  clear_intent(record.intent);
-  record.pid.store(0, std::memory_order_relaxed);
-}
-
-// Every class lock, in order, then the heap lock.
-class WholeHeapLock {
- public:
-  explicit WholeHeapLock(HeapView& v) {
-    classes_.reserve(heap::kClassCount);
-    for (std::uint32_t c = 0; c < heap::kClassCount; ++c) {
-      classes_.push_back(std::make_unique<detail::ClassLock>(v, c));
-    }
-    heap_ = std::make_unique<detail::HeapLock>(v);
-  }
-
- private:
-  std::vector<std::unique_ptr<detail::ClassLock>> classes_;
-  std::unique_ptr<detail::HeapLock> heap_;
-};
-
-}  // namespace
-
-void Heap::reclaim_slot(const SlotInfo& dead) const {
-  HeapView& v = checked(view_, "reap");
-  if (dead.index >= v.registry.capacity) return;
-  resolve_intent(v, dead.index);
-  fp_reap_resolved.reached();
-  WholeHeapLock lock(v);
-  sweep_slot(v, dead.index);
-  // A process that died inside the allocator left its turn taken; the next
-  // process in this slot must not wait for it.
-  std::uint32_t owner = detail::kOwnerTurn;
-  v.record(dead.index).op_lock.compare_exchange_strong(owner, 0, std::memory_order_release);
-}
-
-void Heap::release_slot() noexcept {
-  if (view_ == nullptr || view_->slot < 0 || view_->fork_generation != sys::fork_generation()) {
-    return;
-  }
-  HeapView& v = *view_;
-  try {
-    const std::uint32_t slot = slot_of(v);
-    detail::SlotTurn turn(v, v.record(slot));
-    WholeHeapLock lock(v);
-    sweep_slot(v, slot);
-  } catch (const Error&) {
-    // Left for the reaper: the slot's holdings are freed when it is reaped.
   }
 }
 

@@ -1,5 +1,6 @@
 // Internal to the allocator's sources: the process-local view of a heap and
-// the helpers heap.cpp, heap_repair.cpp and heap_audit.cpp share.
+// the helpers its files share (heap.cpp, heap_audit.cpp, heap_blocks.cpp,
+// heap_cache.cpp, heap_format.cpp, heap_locks.cpp, heap_reap.cpp).
 #pragma once
 
 #include <sys/types.h>
@@ -175,6 +176,51 @@ class ClassLock {
   HeapView& v_;
   std::uint32_t class_index_;
 };
+
+// --- shared by the allocator's files -----------------------------------
+// The view of a Heap that has one; InvalidArgument otherwise.
+HeapView& checked(const std::shared_ptr<HeapView>& view, const char* operation);
+inline std::uint32_t slot_of(const HeapView& v) noexcept {
+  return static_cast<std::uint32_t>(v.slot);
+}
+void clear_intent(heap::Intent& intent) noexcept;
+// Where a small object lives (span 0: not in a span); ForeignPointer for an
+// offset inside a span but not at an object's start, CorruptHeap for a span
+// map entry that names no span.
+SmallRef small_ref(const HeapView& v, std::uint64_t offset);
+// The header of the large block whose payload is at `offset`; DoubleFree or
+// ForeignPointer for anything else.
+BlockHeader* large_header(const HeapView& v, std::uint64_t offset, const char* operation);
+
+// This process's turn inside its own slot.
+class SlotTurn {
+ public:
+  SlotTurn(const HeapView& v, SlotRecord& record) : lock_(record.op_lock) {
+    take_turn(lock_, kOwnerTurn, v.registry.probe_fd);
+  }
+  ~SlotTurn() { give_turn(lock_); }
+  SlotTurn(const SlotTurn&) = delete;
+  SlotTurn& operator=(const SlotTurn&) = delete;
+
+ private:
+  std::atomic<std::uint32_t>& lock_;
+};
+
+// --- the per-process caches (heap_cache.cpp) ----------------------------
+// The link word inside a cached object (its first 8 bytes).
+inline std::uint64_t& link_of(HeapView& v, std::uint64_t object) {
+  return *v.at<std::uint64_t>(object);
+}
+// The head of a cache's chain, read from the segment, checked to be an
+// object of class c that slot's cache holds; CorruptHeap otherwise.
+SmallRef cached_object(const HeapView& v, std::uint64_t object, std::uint32_t c, std::uint32_t slot,
+                       const char* operation);
+// Moves a batch of free objects of class c from its spans into slot's cache
+// (the class lock held).
+void refill(HeapView& v, std::uint32_t c, std::uint32_t slot);
+// Returns n objects of slot's cache of class c to their spans (the class
+// lock held).
+void flush(HeapView& v, std::uint32_t c, std::uint32_t slot, std::uint32_t n);
 
 // --- under the heap lock (heap_blocks.cpp) -----------------------------
 void bin_insert(HeapView& v, std::uint64_t block, std::uint64_t granules);
