@@ -36,6 +36,28 @@ TEST_F(HeapTest, AFreshHeapAuditsCleanAndAccountsForEveryByte) {
   EXPECT_EQ(s.free + s.live + s.cached + s.metadata, s.capacity);
 }
 
+// A span is exactly 64 KiB. A free block one granule longer than a span, on
+// the span grid, cannot give the granule back (a free block needs two): it
+// must not become a span, which would keep the stray granule inside it with
+// a header that no longer matches its size.
+TEST_F(HeapTest, AFreeBlockOneGranuleLongerThanASpanIsNotCarvedIntoOne) {
+  Heap& heap = segment_.heap();
+  std::uint64_t first = heap.allocate(heap::kSpanBytes);  // 1 + 4096 granules, at the arena's start
+  ASSERT_EQ((first - sizeof(heap::BlockHeader) - heap.control().arena_offset) % heap::kSpanBytes,
+            0U)
+      << "the setup needs the block on the span grid";
+  std::uint64_t separator = heap.allocate(8192);
+  heap.free(first);
+  std::uint64_t small = heap.allocate(64);  // the first span of its class
+  HeapAudit audit = segment_.audit();
+  EXPECT_TRUE(audit.ok()) << (audit.problems.empty() ? "" : audit.problems.front());
+  heap.free(small);
+  heap.free(separator);
+  heap.flush_cache();
+  audit = segment_.audit();
+  EXPECT_TRUE(audit.ok()) << (audit.problems.empty() ? "" : audit.problems.front());
+}
+
 TEST_F(HeapTest, BlocksAreAlignedDisjointAndKeepTheirContents) {
   std::mt19937_64 random(1);
   std::map<std::uint64_t, std::pair<std::size_t, std::uint8_t>> live;

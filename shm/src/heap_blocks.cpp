@@ -273,7 +273,11 @@ std::uint64_t carve_block(HeapView& v, std::uint64_t granules, std::uint64_t ali
       for (std::uint64_t b = v.control->bins[b_index]; b != 0; b = links(v, b).next) {
         if (++steps > v.list_limit()) v.corrupt("allocate", "a free list loops");
         std::uint64_t g = free_granules(v, b, "allocate");
-        if (lead_of(b) / kGranule + granules <= g && g < best_granules) {
+        const std::uint64_t need = lead_of(b) / kGranule + granules;
+        // A span is exactly kSpanBytes: a rest too small to be a free block
+        // (one granule) cannot be split off, and must not stay inside it.
+        const bool rest_ok = !span || g == need || g - need >= kMinFreeGranules;
+        if (need <= g && rest_ok && g < best_granules) {
           block = b;
           best_granules = g;
         }

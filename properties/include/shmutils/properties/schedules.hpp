@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <ostream>
+#include <utility>
 #include <vector>
 
 #include "shmutils/properties/generators.hpp"
@@ -91,15 +92,20 @@ inline rc::Gen<LockSchedule> lock_schedule(unsigned max_workers = 4, bool shared
     actions.push_back(Action::AcquireShared);
     actions.push_back(Action::ReleaseShared);
   }
-  return rc::gen::mapcat(rc::gen::inRange<unsigned>(1, max_workers + 1), [actions](unsigned n) {
-    auto step =
-        rc::gen::build<LockStep>(rc::gen::set(&LockStep::worker, rc::gen::inRange<unsigned>(0, n)),
-                                 rc::gen::set(&LockStep::action, element_towards_first(actions)));
-    return rc::gen::map(rc::gen::container<std::vector<LockStep>>(step),
-                        [n](std::vector<LockStep> steps) {
-                          return LockSchedule{n, std::move(steps)};
-                        });
-  });
+  // The worker count and the steps shrink independently (a count drawn first
+  // and steps drawn for it would be drawn anew, and lost, whenever the count
+  // shrinks): the schedule has as many workers as the count or its steps need.
+  auto step = rc::gen::build<LockStep>(
+      rc::gen::set(&LockStep::worker, rc::gen::inRange<unsigned>(0, max_workers)),
+      rc::gen::set(&LockStep::action, element_towards_first(actions)));
+  return rc::gen::map(rc::gen::pair(rc::gen::inRange<unsigned>(1, max_workers + 1),
+                                    rc::gen::container<std::vector<LockStep>>(step)),
+                      [](std::pair<unsigned, std::vector<LockStep>> drawn) {
+                        unsigned workers = drawn.first;
+                        for (const LockStep& s : drawn.second)
+                          workers = std::max(workers, s.worker + 1);
+                        return LockSchedule{workers, std::move(drawn.second)};
+                      });
 }
 
 // --- kill schedules ------------------------------------------------------------
