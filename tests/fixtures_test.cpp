@@ -185,8 +185,18 @@ TEST(ChildrenTest, ChildrenInPidNamespacesOfTheirOwnCountExactlyAndCrashWithASta
       3,
       [](ChildContext& child) {
         Segment& own = child.segment();
-        shared_of(own).bases[child.index()] = sys::pid_namespace_id();
+        Shared& shared = shared_of(own);
+        shared.bases[child.index()] = sys::pid_namespace_id();
         count_under_lock(own, 5'000);
+        // A namespace's id is reused once it is gone: all three stay until
+        // each has recorded its own.
+        std::atomic<std::uintptr_t>& arrived = shared.bases[7];
+        arrived.fetch_add(1);
+        const std::uint64_t deadline = sys::monotonic_ns() + 30'000'000'000ULL;
+        while (arrived.load() < child.count() && sys::monotonic_ns() < deadline) {
+          sys::sleep_ns(1'000'000);
+        }
+        ASSERT_EQ(arrived.load(), child.count()) << "the other children never arrived";
       },
       options);
   EXPECT_TRUE(report.ok()) << report.describe();
