@@ -15,7 +15,7 @@ mapfile -t sources < <(git ls-files '*.cpp' '*.hpp')
 clang-format --dry-run --Werror "${sources[@]}"
 # Every OS call goes through shmutils::sys (shm/src/sys.cpp): a direct call
 # elsewhere in the library, the tools or the benchmarks is an error.
-os_calls='read|write|open|close|kill|_exit|raise|signal|sigaction|ptrace|munmap|mmap|pread|pwrite|sysconf|waitpid|fork|pipe|pipe2|dup|dup2|fcntl|poll|getpid|getppid|gettid|syscall|prctl|ftruncate|fstat|stat|lstat|unlink|pthread_atfork|sigprocmask|pthread_sigmask|process_vm_readv|madvise|mprotect|sched_yield|readlink|access|umask|nanosleep|clock_gettime|shm_open|shm_unlink|flock|opendir|readdir|socketpair|sendmsg|recvmsg|execv|execve|posix_spawn|setsid|getuid|geteuid|memfd_create|isatty|lseek|chmod|fchmod|rename'
+os_calls='read|write|open|close|kill|_exit|raise|signal|sigaction|ptrace|munmap|mmap|pread|pwrite|sysconf|waitpid|fork|pipe|pipe2|dup|dup2|fcntl|poll|getpid|getppid|gettid|syscall|prctl|ftruncate|fstat|stat|lstat|unlink|pthread_atfork|sigprocmask|pthread_sigmask|process_vm_readv|madvise|mprotect|sched_yield|readlink|access|umask|nanosleep|clock_gettime|shm_open|shm_unlink|flock|opendir|readdir|socketpair|sendmsg|recvmsg|execv|execve|posix_spawn|setsid|getuid|geteuid|memfd_create|isatty|lseek|chmod|fchmod|rename|setpriority|getrlimit|setrlimit|unshare|clone|mount|sigaltstack'
 if direct=$(git grep -nE "(^|[^:[:alnum:]_])::($os_calls)\(" -- 'shm/*.cpp' 'shm/*.hpp' \
   'framework/*.cpp' 'framework/*.hpp' 'fixtures/*.cpp' 'fixtures/*.hpp' 'properties/*.cpp' \
   'properties/*.hpp' 'tools/*.cpp' 'tools/*.hpp' 'bench/*.cpp' ':!shm/src/sys.cpp'); then

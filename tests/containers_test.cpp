@@ -8,6 +8,7 @@
 #include <random>
 
 #include "heap_test_support.hpp"
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/shm/shared_hash_map.hpp"
 #include "shmutils/shm/shared_queue.hpp"
 #include "shmutils/shm/shared_vector.hpp"
@@ -20,15 +21,14 @@ class ContainersTest : public HeapTest {
   // Runs body in an attached child that must die at `point` (hit `hit`).
   void kill_in_child(const char* point, std::uint64_t hit,
                      const std::function<void(Segment&)>& body) {
-    g_heap_kill_point = point;
-    g_heap_kill_hit = hit;
-    auto status = run_child([&] {
-      Segment own = attach_child();
-      set_fault_hook(&kill_at_heap_point);
-      body(own);
-      return 0;
-    });
-    ASSERT_EQ(status.signal, SIGKILL) << point << " hit " << hit << " not reached";
+    fixtures::ChildOutcome child = fixtures::run_in_child(
+        [&](fixtures::ChildContext&) {
+          Segment own = attach_child();
+          framework::ScopedKillAt kill(point, hit);
+          body(own);
+        },
+        {.expected_signal = SIGKILL});
+    ASSERT_TRUE(child.ok()) << point << " hit " << hit << " not reached";
   }
   std::uint64_t live_except(const std::vector<std::uint64_t>& owned) {
     std::uint64_t total = heap().stats().live;
@@ -39,13 +39,12 @@ class ContainersTest : public HeapTest {
 
 TEST_F(ContainersTest, AVectorIsSharedBetweenProcesses) {
   auto* numbers = segment_.names().construct<SharedVector<std::uint64_t>>("numbers");
-  auto status = run_child([&] {
-    Segment own = attach_child();
-    auto* mine = own.names().find<SharedVector<std::uint64_t>>("numbers");
-    for (std::uint64_t i = 0; i < 1000; ++i) mine->push_back(own.heap(), i);
-    return 0;
-  });
-  ASSERT_TRUE(status.success());
+  ASSERT_TRUE(fixtures::run_in_child([&](fixtures::ChildContext&) {
+                Segment own = attach_child();
+                auto* mine = own.names().find<SharedVector<std::uint64_t>>("numbers");
+                ASSERT_NE(mine, nullptr);
+                for (std::uint64_t i = 0; i < 1000; ++i) mine->push_back(own.heap(), i);
+              }).ok());
   std::vector<std::uint64_t> seen = numbers->snapshot(heap());
   ASSERT_EQ(seen.size(), 1000U);
   for (std::uint64_t i = 0; i < 1000; ++i) ASSERT_EQ(seen[i], i);

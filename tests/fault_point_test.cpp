@@ -9,15 +9,6 @@ namespace {
 
 SHMUTILS_FAULT_POINT(fp_test_point, "test.point");
 
-std::uint64_t g_last_hit = 0;
-std::string g_last_name;
-
-FaultAction record(const FaultPoint& point, std::uint64_t hit) {
-  g_last_hit = hit;
-  g_last_name = std::string(point.name());
-  return hit == 3 ? FaultAction::Fail : FaultAction::Continue;
-}
-
 TEST(FaultPointTest, WithoutAHookReachingAPointDoesNothing) {
   fp_test_point.reset_hits();
   EXPECT_FALSE(fp_test_point.reached());
@@ -27,10 +18,17 @@ TEST(FaultPointTest, WithoutAHookReachingAPointDoesNothing) {
 TEST(FaultPointTest, HookSeesEveryHitNumberedAndCanInjectAFailure) {
   fp_test_point.reset_hits();
   {
-    ScopedFaultHook hook(&record);
+    std::uint64_t last_hit = 0;
+    std::string last_name;
+    FaultHookFunction record([&](const FaultPoint& point, std::uint64_t hit) {
+      last_hit = hit;
+      last_name = std::string(point.name());
+      return hit == 3 ? FaultAction::Fail : FaultAction::Continue;
+    });
+    ScopedFaultHook hook(record);
     EXPECT_FALSE(fp_test_point.reached());
-    EXPECT_EQ(g_last_hit, 1U);
-    EXPECT_EQ(g_last_name, "test.point");
+    EXPECT_EQ(last_hit, 1U);
+    EXPECT_EQ(last_name, "test.point");
     EXPECT_FALSE(fp_test_point.reached());
     EXPECT_TRUE(fp_test_point.reached());  // the hook fails the third hit
     EXPECT_EQ(fp_test_point.hits(), 3U);

@@ -245,6 +245,21 @@ TEST(ChildrenTest, SpawnedChildrenCountExactlyAndReportFailures) {
   EXPECT_TRUE(got.says("fixtures_test.cpp")) << got.text();
 }
 
+SHMUTILS_CHILD_ENTRY(crash_in_spawned_child) { crash_in_child(); }
+
+// A spawned child is supervised as a forked one is: its crash stops it, and
+// the parent reports the signal and the faulting stack.
+TEST(ChildrenTest, ASpawnedChildThatCrashesIsReportedWithItsStack) {
+  ChildrenOptions options;
+  options.fail_test = false;
+  ChildrenReport report = spawn_children(1, "crash_in_spawned_child", options);
+  ASSERT_EQ(report.children.size(), 1U);
+  EXPECT_TRUE(report.children[0].crashed) << report.describe();
+  EXPECT_EQ(report.children[0].status.signal, SIGSEGV) << report.describe();
+  EXPECT_NE(report.children[0].stack.find("crash_in_child"), std::string::npos)
+      << report.describe();
+}
+
 TEST(ChildrenTest, AnUnknownSpawnEntryIsAClearError) {
   EXPECT_EQ(test::kind_of([] { spawn_children(1, "no_such_entry"); }), ErrorKind::InvalidArgument);
 }
@@ -306,6 +321,25 @@ TEST(DeadlineSelfTest, DISABLED_HangsWithAChild) {
     return 0;
   });
   hang_in_child();
+}
+
+// Hangs polling its hung child as fast as it can: the deadline's stack
+// capture must not wait forever for a stop this thread's polls take first.
+TEST(DeadlineSelfTest, DISABLED_HangsPollingAChild) {
+  framework::ChildProcess child = framework::ChildProcess::fork([] {
+    hang_in_child();
+    return 0;
+  });
+  while (child.poll() != framework::ChildProcess::State::Ended) {
+  }
+}
+
+TEST(DeadlineTest, AHungTestPollingItsChildEndsAtItsDeadlineWithTheChildsStack) {
+  test::IsolatedRun run =
+      test::run_alone("DeadlineSelfTest.DISABLED_HangsPollingAChild", "SHMUTILS_TEST_DEADLINE_S=1");
+  EXPECT_TRUE(run.status.exited && run.status.exit_code == 124) << run.status.to_string();
+  EXPECT_NE(run.output.find("hang_in_child"), std::string::npos) << "no stack of the hung child:\n"
+                                                                 << run.output;
 }
 
 TEST(DeadlineTest, AHungTestEndsAtItsDeadlineWithItsChildrensStacks) {

@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/framework/builtin_scenarios.hpp"
 #include "shmutils/framework/scenario.hpp"
 #include "shmutils/framework/witness.hpp"
@@ -176,6 +177,43 @@ TEST(HarnessTest, AnAbsolutePointerInTheSegmentIsCaughtByAddressPerturbation) {
       << report.diagnostics;
   options.perturb = false;
   EXPECT_TRUE(Harness().run(scenario, options).ok()) << "without perturbation the bug hides";
+}
+
+// A worker's arguments are read field by field: a missing or malformed one
+// is a usage error (64) naming it, never a worker that runs something else.
+TEST(HarnessTest, AWorkerWithMalformedArgumentsRefusesToRun) {
+  const std::vector<std::vector<std::string>> malformed{
+      {"counter", "0"},
+      {"counter", "zero", "1", "1", "0", "-", "-", "7f00", "4096"},
+      {"counter", "0", "1", "maybe", "0", "-", "-", "7f00", "4096"},
+      {"counter", "0", "1", "1", "0", "-", "-", "not-hex", "4096"}};
+  for (const auto& fields : malformed) {
+    EXPECT_TRUE(fixtures::run_in_child([&](fixtures::ChildContext&) {
+                  std::vector<std::string> argv{"worker", "--shmutils-worker"};
+                  argv.insert(argv.end(), fields.begin(), fields.end());
+                  std::vector<char*> pointers;
+                  for (std::string& arg : argv) pointers.push_back(arg.data());
+                  EXPECT_EQ(run_spawned_worker(static_cast<int>(pointers.size()), pointers.data(),
+                                               &make_builtin_scenario),
+                            64)
+                      << fields.size() << " fields, the second " << fields[1];
+                }).ok());
+  }
+}
+
+// A spawned worker is supervised as a forked one: its crash comes with its stack.
+TEST(HarnessTest, ASpawnedWorkerThatCrashesIsReportedWithItsStack) {
+  AbsolutePointerScenario scenario;
+  RunOptions options = quick_options(5);
+  options.duration_s = 0.5;
+  options.mode = WorkerMode::Spawn;
+  RunReport report = Harness().run(scenario, options);
+  ASSERT_FALSE(report.ok()) << describe(report);
+  EXPECT_NE(report.violations.front().find("crashed with SIGSEGV"), std::string::npos)
+      << describe(report);
+  EXPECT_NE(report.diagnostics.find("AbsolutePointerScenario::work"), std::string::npos)
+      << "the crash comes with the faulting stack:\n"
+      << report.diagnostics;
 }
 
 // Workers take the lock and stop making progress.

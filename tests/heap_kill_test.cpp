@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "heap_test_support.hpp"
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/test_seed.hpp"
 #include "shmutils/shm/sys.hpp"
 
@@ -65,17 +66,16 @@ class HeapKillTest : public HeapTest {
   // Forks a child that attaches, arms the hook and churns; expects it to die.
   void kill_child_at(const char* point, std::uint64_t hit, std::uint64_t seed,
                      const std::function<void(Segment&)>& extra = {}) {
-    g_heap_kill_point = point;
-    g_heap_kill_hit = hit;
-    auto status = run_child([&] {
-      Segment own = attach_child();
-      set_fault_hook(&kill_at_heap_point);
-      if (extra) extra(own);
-      churn(own, 0, seed, 50'000);
-      return 0;
-    });
-    EXPECT_EQ(status.signal, SIGKILL)
-        << "the child never reached " << point << " " << hit << " times (seed " << seed << ")";
+    fixtures::ChildOutcome child = fixtures::run_in_child(
+        [&](fixtures::ChildContext&) {
+          Segment own = attach_child();
+          framework::ScopedKillAt kill(point, hit);
+          if (extra) extra(own);
+          churn(own, 0, seed, 50'000);
+        },
+        {.expected_signal = SIGKILL});
+    EXPECT_TRUE(child.ok()) << "the child never reached " << point << " " << hit << " times (seed "
+                            << seed << ")";
   }
 
   // The survivor's view: reap, audit, exact accounting, nothing leaked, and

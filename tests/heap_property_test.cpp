@@ -14,6 +14,7 @@
 #include <map>
 
 #include "heap_test_support.hpp"
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/properties/schedules.hpp"
 
 namespace shmutils::test {
@@ -116,46 +117,47 @@ RC_GTEST_PROP(HeapProperty, AProcessKilledAtAnyStepOfAnyScriptLeaksNothing, ()) 
   const std::size_t kill_at = schedule.kills[0].at_step;
   Segment segment = make_heap_segment();
   auto* table = reinterpret_cast<std::atomic<std::uint64_t>*>(segment.user_area().data());
-  auto status = run_child([&] {
-    Segment own = Segment::attach(segment.descriptor());
-    Heap& heap = own.heap();
-    auto* slots = reinterpret_cast<std::atomic<std::uint64_t>*>(own.user_area().data());
-    std::vector<Reservation> pending;
-    for (std::size_t i = 0; i < steps.size(); ++i) {
-      if (i == kill_at) ::kill(::getpid(), SIGKILL);
-      const AllocationStep& step = steps[i];
-      std::atomic<std::uint64_t>& slot = slots[step.pick % 256];
-      switch (step.kind) {
-        case Kind::Allocate:
-          if (slot.load() == 0) {
-            try {
-              heap.allocate_into(slot, step.size, step.alignment);
-            } catch (const Error&) {
-            }
+  fixtures::ChildOutcome child = fixtures::run_in_child(
+      [&](fixtures::ChildContext&) {
+        Segment own = Segment::attach(segment.descriptor());
+        Heap& heap = own.heap();
+        auto* slots = reinterpret_cast<std::atomic<std::uint64_t>*>(own.user_area().data());
+        std::vector<Reservation> pending;
+        for (std::size_t i = 0; i < steps.size(); ++i) {
+          if (i == kill_at) ::kill(::getpid(), SIGKILL);
+          const AllocationStep& step = steps[i];
+          std::atomic<std::uint64_t>& slot = slots[step.pick % 256];
+          switch (step.kind) {
+            case Kind::Allocate:
+              if (slot.load() == 0) {
+                try {
+                  heap.allocate_into(slot, step.size, step.alignment);
+                } catch (const Error&) {
+                }
+              }
+              break;
+            case Kind::Reserve: try { pending.push_back(heap.reserve(step.size, step.alignment));
+              } catch (const Error&) {
+              }
+              break;
+            case Kind::Publish:
+              if (!pending.empty() && slot.load() == 0) {
+                pending.back().publish(slot);
+                pending.pop_back();
+              }
+              break;
+            case Kind::Cancel:
+              if (!pending.empty()) pending.pop_back();
+              break;
+            case Kind::Free:
+              if (slot.load() != 0) heap.free_from(slot);
+              break;
           }
-          break;
-        case Kind::Reserve: try { pending.push_back(heap.reserve(step.size, step.alignment));
-          } catch (const Error&) {
-          }
-          break;
-        case Kind::Publish:
-          if (!pending.empty() && slot.load() == 0) {
-            pending.back().publish(slot);
-            pending.pop_back();
-          }
-          break;
-        case Kind::Cancel:
-          if (!pending.empty()) pending.pop_back();
-          break;
-        case Kind::Free:
-          if (slot.load() != 0) heap.free_from(slot);
-          break;
-      }
-    }
-    ::kill(::getpid(), SIGKILL);  // the end counts as a step too: die holding what is held
-    return 0;
-  });
-  RC_ASSERT(status.signal == SIGKILL);
+        }
+        ::kill(::getpid(), SIGKILL);  // the end counts as a step too: die holding what is held
+      },
+      {.fail_test = false, .expected_signal = SIGKILL});
+  RC_ASSERT(child.ok());
   segment.reap_dead();
   Heap& heap = segment.heap();
   std::uint64_t reachable = 0;

@@ -4,8 +4,10 @@
 // child dies for real, the survivor reaps and checks.
 #include <signal.h>
 #include <unistd.h>
+#include <optional>
 
 #include "heap_test_support.hpp"
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/shm/name_directory.hpp"
 
 namespace shmutils::test {
@@ -26,15 +28,15 @@ class SemanticsTest : public HeapTest {
   // Runs body in an attached child that must end by SIGKILL (at a fault point
   // or by calling die()).
   void in_dying_child(const char* point, const std::function<void(Segment&)>& body) {
-    g_heap_kill_point = point;
-    g_heap_kill_hit = 1;
-    auto status = run_child([&] {
-      Segment own = attach_child();
-      set_fault_hook(&kill_at_heap_point);
-      body(own);
-      return 0;  // reaching here means the kill never came
-    });
-    ASSERT_EQ(status.signal, SIGKILL) << (point != nullptr ? point : "die()") << " not reached";
+    fixtures::ChildOutcome child = fixtures::run_in_child(
+        [&](fixtures::ChildContext&) {
+          Segment own = attach_child();
+          std::optional<framework::ScopedKillAt> kill;
+          if (point != nullptr) kill.emplace(point);
+          body(own);  // returning means the kill never came
+        },
+        {.expected_signal = SIGKILL});
+    ASSERT_TRUE(child.ok()) << (point != nullptr ? point : "die()") << " not reached";
     segment_.reap_dead();
   }
   std::atomic<std::uint64_t>& dest() { return table(0)[0]; }
@@ -197,12 +199,12 @@ TEST_F(SemanticsTest, NamesAreTypedUniqueAndFoundByOtherProcesses) {
   EXPECT_EQ(kind_of([&] { names.find<int>(""); }), ErrorKind::InvalidArgument);
   EXPECT_EQ(names.find_or_construct<Config>("config"), made);
   made->generation = 42;
-  auto status = run_child([&] {
-    Segment own = attach_child();
-    Config* seen = own.names().find<Config>("config");
-    return seen != nullptr && seen->generation == 42 ? 0 : 1;
-  });
-  EXPECT_TRUE(status.success());
+  EXPECT_TRUE(fixtures::run_in_child([&](fixtures::ChildContext&) {
+                Segment own = attach_child();
+                Config* seen = own.names().find<Config>("config");
+                ASSERT_NE(seen, nullptr);
+                EXPECT_EQ(seen->generation, 42U);
+              }).ok());
   EXPECT_TRUE(names.destroy<Config>("config"));
   EXPECT_FALSE(names.destroy<Config>("config"));
   EXPECT_EQ(heap().stats().live, 0U);

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "heap_test_support.hpp"
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/shm/sys.hpp"
 
 namespace shmutils::test {
@@ -182,30 +183,21 @@ TEST_F(HeapTest, TheDumpNamesTheTypesOfConstructedObjects) {
 }
 
 TEST_F(HeapTest, AForkedChildMustAttachBeforeAllocating) {
-  auto status = run_child([&] {
-    try {
-      (void)heap().allocate(16);
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::InvalidArgument) return 2;
-      Segment own = attach_child();
-      own.heap().free(own.heap().allocate(16));
-      return 0;
-    }
-    return 1;
-  });
-  EXPECT_TRUE(status.success()) << status.to_string();
+  EXPECT_TRUE(fixtures::run_in_child([&](fixtures::ChildContext&) {
+                EXPECT_EQ(kind_of([&] { (void)heap().allocate(16); }), ErrorKind::InvalidArgument);
+                Segment own = attach_child();
+                own.heap().free(own.heap().allocate(16));
+              }).ok());
 }
 
 TEST_F(HeapTest, ADetachingProcessGivesBackItsCachesAndReservations) {
-  auto status = run_child([&] {
-    Segment own = attach_child();
-    for (int i = 0; i < 100; ++i) own.heap().free(own.heap().allocate(48));
-    Reservation forgotten = own.heap().reserve(30'000);
-    own.heap().reserve(64).publish(table(own, 0)[0]);
-    forgotten.publish();  // published without a location: stays live
-    return 0;
-  });
-  ASSERT_TRUE(status.success()) << status.to_string();
+  ASSERT_TRUE(fixtures::run_in_child([&](fixtures::ChildContext&) {
+                Segment own = attach_child();
+                for (int i = 0; i < 100; ++i) own.heap().free(own.heap().allocate(48));
+                Reservation forgotten = own.heap().reserve(30'000);
+                own.heap().reserve(64).publish(table(own, 0)[0]);
+                forgotten.publish();  // published without a location: stays live
+              }).ok());
   HeapStats s = heap().stats();
   EXPECT_EQ(s.cached, 0U);
   EXPECT_EQ(s.reserved, 0U);

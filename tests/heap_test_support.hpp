@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "shmutils/framework/kill_at.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "test_support.hpp"
@@ -21,16 +22,6 @@
 namespace shmutils::test {
 
 // Fault hook state for children (set before fork, read in the child).
-inline const char* g_heap_kill_point = nullptr;
-inline std::uint64_t g_heap_kill_hit = 1;
-
-inline FaultAction kill_at_heap_point(const FaultPoint& point, std::uint64_t hit) {
-  if (g_heap_kill_point != nullptr && point.name() == g_heap_kill_point && hit == g_heap_kill_hit) {
-    ::kill(::getpid(), SIGKILL);
-  }
-  return FaultAction::Continue;
-}
-
 // The first thing an audit complains about (or notes, when it was incomplete).
 inline std::string first_problem(const HeapAudit& audit) {
   if (!audit.problems.empty()) return audit.problems.front();

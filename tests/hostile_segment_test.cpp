@@ -16,7 +16,6 @@ namespace shmutils {
 namespace {
 
 using test::kind_of;
-using test::NameGuard;
 
 void write_object(const std::string& name, const std::vector<std::uint8_t>& bytes,
                   std::size_t size) {
@@ -40,21 +39,21 @@ void expect_clean_outcome(const std::string& name) {
 
 RC_GTEST_PROP(HostileSegmentProperty, ArbitraryBytesNeverCrashOpen,
               (const std::vector<std::uint8_t>& noise)) {
-  NameGuard guard{fixtures::unique_segment_name("noise")};
+  fixtures::ScopedSegmentName guard("noise");
   const auto size = *rc::gen::inRange<std::size_t>(1, 3 * 4096);
   std::vector<std::uint8_t> bytes = noise;
   if (*rc::gen::arbitrary<bool>() && bytes.size() >= 8) {
     std::memcpy(bytes.data(), &kSegmentMagic, 8);  // get past the magic check
   }
-  write_object(guard.name, bytes, size);
-  expect_clean_outcome(guard.name);
+  write_object(guard.name(), bytes, size);
+  expect_clean_outcome(guard.name());
 }
 
 RC_GTEST_PROP(HostileSegmentProperty, AnyHeaderFieldRewrittenWithARepairedChecksumIsCaught,
               (std::uint64_t value)) {
-  NameGuard guard{fixtures::unique_segment_name("mutated")};
+  fixtures::ScopedSegmentName guard("mutated");
   {
-    Segment segment = Segment::create(guard.name, 64 << 10, {.register_process = false});
+    Segment segment = Segment::create(guard.name(), 64 << 10, {.register_process = false});
     SegmentHeader copy;
     std::memcpy(static_cast<void*>(&copy), segment.base(), sizeof copy);
     const auto field =
@@ -63,11 +62,11 @@ RC_GTEST_PROP(HostileSegmentProperty, AnyHeaderFieldRewrittenWithARepairedChecks
     if (field * 8 != offsetof(SegmentHeader, checksum)) copy.checksum = header_checksum(copy);
     std::vector<std::uint8_t> bytes(sizeof copy);
     std::memcpy(bytes.data(), &copy, sizeof copy);
-    ShmObject object = ShmObject::open(guard.name, "r+");
+    ShmObject object = ShmObject::open(guard.name(), "r+");
     RC_ASSERT(::pwrite(object.fd(), bytes.data(), bytes.size(), 0) ==
               static_cast<ssize_t>(bytes.size()));
   }
-  expect_clean_outcome(guard.name);
+  expect_clean_outcome(guard.name());
 }
 
 }  // namespace

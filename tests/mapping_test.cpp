@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/unique_name.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/mapping_registry.hpp"
@@ -16,7 +17,6 @@ namespace shmutils {
 namespace {
 
 using test::kind_of;
-using test::NameGuard;
 
 const std::size_t kPage = sys::page_size();
 
@@ -62,21 +62,21 @@ TEST(MappingTest, BadRequestsAreRejectedBeforeMmap) {
 TEST(MappingTest, ProtectionsAreEnforcedByTheKernel) {
   Mapping readable = anonymous(kPage, Protection::Read);
   EXPECT_EQ(readable.data()[0], std::byte{0});
-  auto write_status = test::run_child([&] {
-    test::default_fault_signals();
-    readable.data()[0] = std::byte{1};
-    return 0;
-  });
-  EXPECT_EQ(write_status.signal, SIGSEGV) << write_status.to_string();
+  EXPECT_TRUE(
+      fixtures::run_in_child([&](fixtures::ChildContext&) { readable.data()[0] = std::byte{1}; },
+                             {.expected_signal = SIGSEGV})
+          .ok());
 
   Mapping guarded = anonymous(2 * kPage);
   guarded.data()[kPage] = std::byte{7};
   guarded.protect(kPage, kPage, Protection::None);
-  auto read_status = test::run_child([&] {
-    test::default_fault_signals();
-    return static_cast<int>(guarded.data()[kPage]);
-  });
-  EXPECT_EQ(read_status.signal, SIGSEGV) << read_status.to_string();
+  EXPECT_TRUE(fixtures::run_in_child(
+                  [&](fixtures::ChildContext&) {
+                    volatile std::byte seen = guarded.data()[kPage];
+                    (void)seen;
+                  },
+                  {.expected_signal = SIGSEGV})
+                  .ok());
   guarded.data()[0] = std::byte{1};  // the first page is still writable
   guarded.protect(kPage, kPage, Protection::Read);
   EXPECT_EQ(guarded.data()[kPage], std::byte{7});

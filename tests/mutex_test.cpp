@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "shmutils/framework/kill_at.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/process_registry.hpp"
@@ -465,20 +466,11 @@ TEST_F(MutexTest, AHolderOfGlibcAndShmutilsRobustLocksReleasesBothWhenKilled) {
   pair_->mutex.release();
 }
 
-FaultAction kill_at_acquired(const FaultPoint& point, std::uint64_t) {
-  if (point.name() == "lock.acquired") ::kill(::getpid(), SIGKILL);
-  return FaultAction::Continue;
-}
-FaultAction kill_before_release(const FaultPoint& point, std::uint64_t) {
-  if (point.name() == "lock.before_release") ::kill(::getpid(), SIGKILL);
-  return FaultAction::Continue;
-}
-
 TEST_F(MutexTest, AHolderKilledAtTheAcquiredAndBeforeReleaseFaultPointsIsRecovered) {
-  for (FaultHook hook : {&kill_at_acquired, &kill_before_release}) {
+  for (const char* point : {"lock.acquired", "lock.before_release"}) {
     Pair* p = pair_;
-    auto child = framework::ChildProcess::fork([p, hook] {
-      set_fault_hook(hook);
+    auto child = framework::ChildProcess::fork([p, point] {
+      framework::ScopedKillAt kill(point);
       MutexGuard guard(p->mutex);
       return 0;
     });

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "linked_list.hpp"
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/segment_test.hpp"
 #include "shmutils/shm/segment_handle.hpp"
 #include "shmutils/shm/sys.hpp"
@@ -41,14 +42,13 @@ class PassToProcessTest : public fixtures::SegmentTest {};
 TEST_F(PassToProcessTest, AForkedChildAttachesElsewhereWalksAndChangesTheList) {
   test::ListRoot* root = test::build_list(segment_, kNodes);
   auto handle = PortableHandle<test::ListRoot>::of(segment_, root).to_string();
-  auto status = test::run_child([&] {
-    // Guard the inherited range: a stale absolute pointer would fault at once.
-    ::mprotect(segment_.base(), segment_.mapped_size(), PROT_NONE);
-    auto parsed = PortableHandle<test::ListRoot>::parse(handle);
-    Segment mine = Segment::attach(parsed.segment);
-    return test::walk_and_change(mine, parsed.resolve(mine), 0);
-  });
-  ASSERT_TRUE(status.success()) << status.to_string();
+  ASSERT_TRUE(fixtures::run_in_child([&](fixtures::ChildContext&) {
+                // Guard the inherited range: a stale absolute pointer would fault at once.
+                ::mprotect(segment_.base(), segment_.mapped_size(), PROT_NONE);
+                auto parsed = PortableHandle<test::ListRoot>::parse(handle);
+                Segment mine = Segment::attach(parsed.segment);
+                EXPECT_EQ(test::walk_and_change(mine, parsed.resolve(mine), 0), 0);
+              }).ok());
   expect_changed_elsewhere(segment_, root);
 }
 

@@ -5,7 +5,9 @@
 
 #include <csignal>
 
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/segment_test.hpp"
+#include "shmutils/framework/kill_at.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/segment.hpp"
@@ -21,12 +23,13 @@ class ProcessRegistryTest : public fixtures::SegmentTest {
 
   // A child that attaches and is then SIGKILLed: its slot stays claimed.
   pid_t attach_and_die() {
-    auto status = test::run_child([&] {
-      Segment mine = Segment::open(name_);
-      ::kill(::getpid(), SIGKILL);
-      return 0;
-    });
-    EXPECT_EQ(status.signal, SIGKILL);
+    EXPECT_TRUE(fixtures::run_in_child(
+                    [&](fixtures::ChildContext&) {
+                      Segment mine = Segment::open(name_);
+                      ::kill(::getpid(), SIGKILL);
+                    },
+                    {.expected_signal = SIGKILL})
+                    .ok());
     for (const SlotInfo& slot : segment_.registry().slots()) {
       if (slot.pid != ::getpid()) return slot.pid;
     }
@@ -46,12 +49,10 @@ TEST_F(ProcessRegistryTest, AnAttachmentHoldsASlotWithPidAndStartTime) {
 }
 
 TEST_F(ProcessRegistryTest, AForkedChildNeverFreesItsParentsSlot) {
-  auto status = test::run_child([&] {
-    Segment copy = std::move(segment_);  // the child's copy of the parent's attachment
-    copy.close();
-    return 0;
-  });
-  ASSERT_TRUE(status.success());
+  ASSERT_TRUE(fixtures::run_in_child([&](fixtures::ChildContext&) {
+                Segment copy = std::move(segment_);  // the child's copy of the parent's attachment
+                copy.close();
+              }).ok());
   auto slots = segment_.registry().slots();
   ASSERT_EQ(slots.size(), 1U);
   EXPECT_EQ(slots[0].pid, ::getpid());
@@ -88,21 +89,17 @@ TEST_F(ProcessRegistryTest, ARecycledPidWithAnotherStartTimeIsDead) {
   EXPECT_TRUE(segment_.registry().slots()[0].alive) << "our own slot survived";
 }
 
-FaultAction die_before_free(const FaultPoint& point, std::uint64_t) {
-  if (point.name() == "registry.reap.before_free") ::kill(::getpid(), SIGKILL);
-  return FaultAction::Continue;
-}
-
 TEST_F(ProcessRegistryTest, AReaperKilledMidReapLeavesTheSlotForTheNextReaper) {
   pid_t victim = attach_and_die();
   ASSERT_NE(victim, 0);
-  auto status = test::run_child([&] {
-    Segment reaper = Segment::open(name_);
-    set_fault_hook(&die_before_free);
-    reaper.registry().reap_dead();
-    return 0;
-  });
-  ASSERT_EQ(status.signal, SIGKILL);
+  ASSERT_TRUE(fixtures::run_in_child(
+                  [&](fixtures::ChildContext&) {
+                    Segment reaper = Segment::open(name_);
+                    framework::ScopedKillAt kill("registry.reap.before_free");
+                    reaper.registry().reap_dead();
+                  },
+                  {.expected_signal = SIGKILL})
+                  .ok());
   // The victim's slot is Reaping with a dead reaper; the reaper's own slot is dead too.
   std::vector<pid_t> reaped;
   segment_.registry().add_reaper("again",

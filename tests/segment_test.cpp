@@ -8,8 +8,10 @@
 #include <csignal>
 #include <cstring>
 
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/segment_test.hpp"
 #include "shmutils/fixtures/unique_name.hpp"
+#include "shmutils/framework/kill_at.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/sys.hpp"
@@ -19,7 +21,6 @@ namespace shmutils {
 namespace {
 
 using test::kind_of;
-using test::NameGuard;
 
 using fixtures::unique_segment_name;
 
@@ -108,15 +109,15 @@ TEST(SegmentTest, OpeningAMissingSegmentFailsWithNotFound) {
 }
 
 TEST(SegmentTest, SizesBelowTheLayoutAreTooSmall) {
-  NameGuard guard{unique_segment_name("small")};
-  EXPECT_EQ(kind_of([&] { Segment::create(guard.name, 100); }), ErrorKind::TooSmall);
-  EXPECT_EQ(kind_of([&] { Segment::create(guard.name, Segment::minimum_size(64) - 1); }),
+  fixtures::ScopedSegmentName guard("small");
+  EXPECT_EQ(kind_of([&] { Segment::create(guard.name(), 100); }), ErrorKind::TooSmall);
+  EXPECT_EQ(kind_of([&] { Segment::create(guard.name(), Segment::minimum_size(64) - 1); }),
             ErrorKind::TooSmall);
   EXPECT_EQ(
-      kind_of([&] { Segment::create(guard.name, 1 << 20, SegmentOptions{.max_processes = 0}); }),
+      kind_of([&] { Segment::create(guard.name(), 1 << 20, SegmentOptions{.max_processes = 0}); }),
       ErrorKind::InvalidArgument);
-  EXPECT_FALSE(Segment::unlink_if_exists(guard.name)) << "a refused create leaves no name";
-  Segment exact = Segment::create(guard.name, Segment::minimum_size(4), {.max_processes = 4});
+  EXPECT_FALSE(Segment::unlink_if_exists(guard.name())) << "a refused create leaves no name";
+  Segment exact = Segment::create(guard.name(), Segment::minimum_size(4), {.max_processes = 4});
   EXPECT_EQ(exact.registry().capacity(), 4U);
 }
 
@@ -167,18 +168,14 @@ TEST_F(CorruptionTest, RandomBytesAreNotASegment) {
 }
 
 TEST_F(CorruptionTest, ATruncationByAnotherProcessIsReportedNotASigbus) {
-  auto status = test::run_child([&] {
-    ShmObject object = ShmObject::open(name_, "r+");
-    return ::ftruncate(object.fd(), 64 << 10) == 0 ? 0 : 1;
-  });
-  ASSERT_TRUE(status.success());
+  ASSERT_TRUE(fixtures::run_in_child([&](fixtures::ChildContext&) {
+                ShmObject::open(name_, "r+").resize(64 << 10);
+              }).ok());
   EXPECT_EQ(open_kind(), ErrorKind::Truncated);
   EXPECT_EQ(kind_of([&] { segment_.check_not_truncated(); }), ErrorKind::Truncated);
-  status = test::run_child([&] {
-    ShmObject object = ShmObject::open(name_, "r+");
-    return ::ftruncate(object.fd(), 100) == 0 ? 0 : 1;
-  });
-  ASSERT_TRUE(status.success());
+  ASSERT_TRUE(fixtures::run_in_child([&](fixtures::ChildContext&) {
+                ShmObject::open(name_, "r+").resize(100);
+              }).ok());
   EXPECT_EQ(open_kind(), ErrorKind::Truncated);
 }
 
@@ -191,42 +188,29 @@ TEST_F(CorruptionTest, ASegmentOwnedByAnotherUidIsRefusedUnlessAllowed) {
 }
 
 // A creator killed by SIGKILL at a fault point inside initialization.
-FaultAction die_here(const FaultPoint&, std::uint64_t) {
-  ::kill(::getpid(), SIGKILL);
-  return FaultAction::Continue;
-}
-const char* g_stall_point = nullptr;
-FaultAction stall_here(const FaultPoint& point, std::uint64_t) {
-  if (point.name() == g_stall_point) ::pause();
-  return FaultAction::Continue;
-}
-const char* g_kill_point = nullptr;
-FaultAction die_at_named_point(const FaultPoint& point, std::uint64_t hit) {
-  if (point.name() == g_kill_point) return die_here(point, hit);
-  return FaultAction::Continue;
-}
 
 class DeadCreatorTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(DeadCreatorTest, OpenersNeverHangAndOpenOrCreateTakesOver) {
-  NameGuard guard{unique_segment_name("dead-creator")};
-  g_kill_point = GetParam();
-  auto status = test::run_child([&] {
-    set_fault_hook(&die_at_named_point);
-    Segment::create(guard.name, 1 << 20);
-    return 0;
-  });
-  ASSERT_EQ(status.signal, SIGKILL) << "the creator should die at " << GetParam();
+  fixtures::ScopedSegmentName guard("dead-creator");
+  ASSERT_TRUE(fixtures::run_in_child(
+                  [&](fixtures::ChildContext&) {
+                    framework::ScopedKillAt kill(GetParam());
+                    Segment::create(guard.name(), 1 << 20);
+                  },
+                  {.expected_signal = SIGKILL})
+                  .ok())
+      << "the creator should die at " << GetParam();
   SegmentOptions quick;
   quick.init_timeout = std::chrono::milliseconds(500);
   std::uint64_t start = sys::monotonic_ns();
-  EXPECT_EQ(kind_of([&] { Segment::open(guard.name, Access::ReadWrite, quick); }),
+  EXPECT_EQ(kind_of([&] { Segment::open(guard.name(), Access::ReadWrite, quick); }),
             ErrorKind::NotInitialized);
   EXPECT_LT(sys::monotonic_ns() - start, 5'000'000'000ULL) << "bounded wait";
-  Segment taken = Segment::open_or_create(guard.name, 1 << 20, quick);
+  Segment taken = Segment::open_or_create(guard.name(), 1 << 20, quick);
   EXPECT_EQ(taken.header().magic.load(), kSegmentMagic);
   EXPECT_EQ(taken.size(), 1U << 20);
-  EXPECT_EQ(Segment::open(guard.name).uuid(), taken.uuid());
+  EXPECT_EQ(Segment::open(guard.name()).uuid(), taken.uuid());
 }
 
 INSTANTIATE_TEST_SUITE_P(AtEveryInitPoint, DeadCreatorTest,
@@ -241,30 +225,33 @@ INSTANTIATE_TEST_SUITE_P(AtEveryInitPoint, DeadCreatorTest,
                          });
 
 TEST(SegmentInitTest, AStuckCreatorMakesOpenersTimeOutInsteadOfHanging) {
-  NameGuard guard{unique_segment_name("stuck-creator")};
-  g_stall_point = "segment.init.before_publish";
+  fixtures::ScopedSegmentName guard("stuck-creator");
   auto child = framework::ChildProcess::fork([&] {
-    set_fault_hook(&stall_here);
-    Segment::create(guard.name, 1 << 20);
+    FaultHookFunction stall_before_publish([](const FaultPoint& point, std::uint64_t) {
+      if (point.name() == "segment.init.before_publish") ::pause();
+      return FaultAction::Continue;
+    });
+    ScopedFaultHook stall(stall_before_publish);
+    Segment::create(guard.name(), 1 << 20);
     return 0;
   });
   // Wait for the creator to reach the stall (the object exists with its size).
   std::uint64_t until = sys::monotonic_ns() + 10'000'000'000ULL;
   while (sys::monotonic_ns() < until) {
     UniqueFd fd;
-    if (sys::try_shm_open(guard.name, O_RDONLY, 0, fd) == 0 &&
+    if (sys::try_shm_open(guard.name(), O_RDONLY, 0, fd) == 0 &&
         sys::fstat(fd.get(), "t").st_size > 0)
       break;
     sys::sleep_ns(1'000'000);
   }
   SegmentOptions quick;
   quick.init_timeout = std::chrono::milliseconds(300);
-  EXPECT_EQ(kind_of([&] { Segment::open(guard.name, Access::ReadWrite, quick); }),
+  EXPECT_EQ(kind_of([&] { Segment::open(guard.name(), Access::ReadWrite, quick); }),
             ErrorKind::Timeout);
-  EXPECT_EQ(kind_of([&] { Segment::open_or_create(guard.name, 1 << 20, quick); }),
+  EXPECT_EQ(kind_of([&] { Segment::open_or_create(guard.name(), 1 << 20, quick); }),
             ErrorKind::Timeout);
   child.kill();
-  Segment taken = Segment::open_or_create(guard.name, 1 << 20, quick);  // now it can take over
+  Segment taken = Segment::open_or_create(guard.name(), 1 << 20, quick);  // now it can take over
   EXPECT_TRUE(taken.valid());
 }
 
@@ -272,48 +259,47 @@ TEST(SegmentTest, AnonymousSegmentsAreSharedWithForkedChildren) {
   Segment segment = Segment::create_anonymous(1 << 20);
   EXPECT_TRUE(segment.anonymous());
   EXPECT_EQ(kind_of([&] { segment.unlink(); }), ErrorKind::InvalidArgument);
-  auto status = test::run_child([&] {
-    segment.user_area()[0] = std::byte{77};
-    return 0;
-  });
-  ASSERT_TRUE(status.success());
+  ASSERT_TRUE(fixtures::run_in_child([&](fixtures::ChildContext&) {
+                segment.user_area()[0] = std::byte{77};
+              }).ok());
   EXPECT_EQ(segment.user_area()[0], std::byte{77});
 }
 
 TEST(SegmentTest, AttachingADescriptorOfARecreatedNameFailsWithWrongSegment) {
-  NameGuard guard{unique_segment_name("recreated")};
+  fixtures::ScopedSegmentName guard("recreated");
   SegmentDescriptor old;
   {
-    Segment first = Segment::create(guard.name, 1 << 20);
+    Segment first = Segment::create(guard.name(), 1 << 20);
     old = first.descriptor();
     first.unlink();
   }
-  Segment second = Segment::create(guard.name, 1 << 20);
+  Segment second = Segment::create(guard.name(), 1 << 20);
   EXPECT_EQ(kind_of([&] { Segment::attach(old); }), ErrorKind::WrongSegment);
   EXPECT_EQ(Segment::attach(second.descriptor().to_string()).uuid(), second.uuid());
 }
 
 TEST(SegmentTest, AnAddressHintPlacesTheMappingOrFailsClearly) {
-  NameGuard guard{unique_segment_name("hint")};
+  fixtures::ScopedSegmentName guard("hint");
   Mapping probe =
       Mapping::map({.size = 2 << 20, .protection = Protection::None, .flags = MapFlags::Private});
   std::byte* where = probe.data();
   probe = Mapping();
-  Segment placed = Segment::create(guard.name, 1 << 20, {.address_hint = where});
+  Segment placed = Segment::create(guard.name(), 1 << 20, {.address_hint = where});
   EXPECT_EQ(placed.base(), where);
-  EXPECT_EQ(kind_of([&] { Segment::open(guard.name, Access::ReadWrite, {.address_hint = where}); }),
-            ErrorKind::AlreadyExists);
+  EXPECT_EQ(
+      kind_of([&] { Segment::open(guard.name(), Access::ReadWrite, {.address_hint = where}); }),
+      ErrorKind::AlreadyExists);
 }
 
 TEST(SegmentTest, MoveAssignmentDetachesTheOldSegmentFirst) {
-  NameGuard a{unique_segment_name("move-a")};
-  NameGuard b{unique_segment_name("move-b")};
-  Segment first = Segment::create(a.name, 1 << 20);
-  Segment observer = Segment::open(a.name);
+  fixtures::ScopedSegmentName a("move-a");
+  fixtures::ScopedSegmentName b("move-b");
+  Segment first = Segment::create(a.name(), 1 << 20);
+  Segment observer = Segment::open(a.name());
   EXPECT_EQ(observer.registry().slots().size(), 2U);
-  first = Segment::create(b.name, 1 << 20);
+  first = Segment::create(b.name(), 1 << 20);
   EXPECT_EQ(observer.registry().slots().size(), 1U);
-  EXPECT_EQ(first.name(), b.name);
+  EXPECT_EQ(first.name(), b.name());
 }
 
 }  // namespace
@@ -324,14 +310,14 @@ namespace {
 
 // What creating a segment with the given permissions (umask 0) says on stderr.
 std::string said_creating(mode_t permissions, bool writable_by_others) {
-  test::NameGuard guard{fixtures::unique_segment_name("mode")};
+  fixtures::ScopedSegmentName guard("mode");
   const mode_t umask_before = ::umask(0);
   ::testing::internal::CaptureStderr();
   {
     SegmentOptions options;
     options.permissions = permissions;
     options.writable_by_others = writable_by_others;
-    Segment segment = Segment::create(guard.name, 64 << 10, options);
+    Segment segment = Segment::create(guard.name(), 64 << 10, options);
   }
   std::string said = ::testing::internal::GetCapturedStderr();
   ::umask(umask_before);

@@ -3,6 +3,7 @@
 
 #include <thread>
 
+#include "shmutils/framework/kill_at.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/semaphore.hpp"
@@ -211,15 +212,10 @@ TEST_F(SemaphoreTest, TimedAcquireHonoursItsDeadline) {
   pool_->units.release(3);
 }
 
-FaultAction die_between_take_and_record(const FaultPoint& point, std::uint64_t) {
-  if (point.name() == "semaphore.taken_before_recorded") ::kill(::getpid(), SIGKILL);
-  return FaultAction::Continue;
-}
-
 TEST_F(SemaphoreTest, ADeathBetweenTakingAndRecordingUnitsLosesNone) {
   Pool* p = pool_;
   auto victim = framework::ChildProcess::fork([p] {
-    set_fault_hook(&die_between_take_and_record);
+    framework::ScopedKillAt kill("semaphore.taken_before_recorded");
     p->units.acquire(2);
     return 0;
   });

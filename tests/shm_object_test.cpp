@@ -8,6 +8,7 @@
 #include <climits>
 #include <string>
 
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/unique_name.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/segment.hpp"
@@ -17,7 +18,6 @@ namespace shmutils {
 namespace {
 
 using test::kind_of;
-using test::NameGuard;
 
 using fixtures::unique_segment_name;
 
@@ -35,55 +35,55 @@ TEST(ShmObjectTest, NamesAreNormalizedAndInvalidOnesRejected) {
 }
 
 TEST(ShmObjectTest, ModesCreateOpenAndRefuseAsDocumented) {
-  NameGuard guard{unique_segment_name("modes")};
-  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "r"); }), ErrorKind::NotFound);
-  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "r+"); }), ErrorKind::NotFound);
-  ShmObject created = ShmObject::open(guard.name, "x+");
+  fixtures::ScopedSegmentName guard("modes");
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name(), "r"); }), ErrorKind::NotFound);
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name(), "r+"); }), ErrorKind::NotFound);
+  ShmObject created = ShmObject::open(guard.name(), "x+");
   created.resize(8192);
-  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "x+"); }), ErrorKind::AlreadyExists);
-  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "x"); }), ErrorKind::AlreadyExists);
-  ShmObject reader = ShmObject::open(guard.name, "r");
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name(), "x+"); }), ErrorKind::AlreadyExists);
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name(), "x"); }), ErrorKind::AlreadyExists);
+  ShmObject reader = ShmObject::open(guard.name(), "r");
   EXPECT_FALSE(reader.writable());
   EXPECT_EQ(reader.size(), 8192U);
   EXPECT_EQ(kind_of([&] { reader.resize(1); }), ErrorKind::PermissionDenied);
-  ShmObject truncated = ShmObject::open(guard.name, "w");
+  ShmObject truncated = ShmObject::open(guard.name(), "w");
   EXPECT_EQ(truncated.size(), 0U) << "w truncates an existing object";
-  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "a+"); }), ErrorKind::InvalidArgument);
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name(), "a+"); }), ErrorKind::InvalidArgument);
   EXPECT_EQ(kind_of([&] {
-              ShmObject::open(guard.name, OpenMode{Access::ReadOnly, Disposition::OpenOrCreate});
+              ShmObject::open(guard.name(), OpenMode{Access::ReadOnly, Disposition::OpenOrCreate});
             }),
             ErrorKind::InvalidArgument);
 }
 
 TEST(ShmObjectTest, CreatedObjectsAre0600AndCloseOnExecByDefault) {
-  NameGuard guard{unique_segment_name("perm")};
-  ShmObject object = ShmObject::open(guard.name, "x+");
+  fixtures::ScopedSegmentName guard("perm");
+  ShmObject object = ShmObject::open(guard.name(), "x+");
   EXPECT_EQ(object.stat().st_mode & 0777, 0600U);
   EXPECT_NE(::fcntl(object.fd(), F_GETFD) & FD_CLOEXEC, 0);
-  NameGuard other{unique_segment_name("perm640")};
-  ShmObject wider = ShmObject::open(other.name, "x+", 0640);
+  fixtures::ScopedSegmentName other("perm640");
+  ShmObject wider = ShmObject::open(other.name(), "x+", 0640);
   EXPECT_EQ(wider.stat().st_mode & 0777, 0640U);
   EXPECT_EQ(kind_of([&] { ShmObject::open(unique_segment_name("bad"), "x+", 010000); }),
             ErrorKind::InvalidArgument);
 }
 
 TEST(ShmObjectTest, ClosingAndUnlinkingAreSeparateSteps) {
-  NameGuard guard{unique_segment_name("close")};
+  fixtures::ScopedSegmentName guard("close");
   {
-    ShmObject object = ShmObject::open(guard.name, "x+");
+    ShmObject object = ShmObject::open(guard.name(), "x+");
     object.resize(4096);
     object.close();
     EXPECT_FALSE(object.valid());
     EXPECT_EQ(kind_of([&] { object.size(); }), ErrorKind::BadDescriptor);
   }
-  ShmObject again = ShmObject::open(guard.name, "r+");  // the name outlived the fd
+  ShmObject again = ShmObject::open(guard.name(), "r+");  // the name outlived the fd
   EXPECT_EQ(again.size(), 4096U);
   again.unlink();
-  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name, "r"); }), ErrorKind::NotFound);
+  EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name(), "r"); }), ErrorKind::NotFound);
   again.resize(8192);  // the fd outlives the name
   EXPECT_EQ(again.size(), 8192U);
-  EXPECT_EQ(kind_of([&] { ShmObject::unlink(guard.name); }), ErrorKind::NotFound);
-  EXPECT_FALSE(ShmObject::unlink_if_exists(guard.name));
+  EXPECT_EQ(kind_of([&] { ShmObject::unlink(guard.name()); }), ErrorKind::NotFound);
+  EXPECT_FALSE(ShmObject::unlink_if_exists(guard.name()));
 }
 
 TEST(ShmObjectTest, AnonymousObjectsHaveNoNameToUnlink) {
@@ -96,64 +96,38 @@ TEST(ShmObjectTest, AnonymousObjectsHaveNoNameToUnlink) {
 
 TEST(ShmObjectTest, AnotherUserIsRefusedAPrivateObject) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
-  NameGuard guard{unique_segment_name("other-user")};
-  ShmObject object = ShmObject::open(guard.name, "x+");
-  auto status = test::run_child([&] {
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return test::kSkipExitCode;
-    try {
-      ShmObject::open(guard.name, "r");
-    } catch (const Error& e) {
-      return e.kind() == ErrorKind::PermissionDenied ? 0 : 2;
-    }
-    return 1;
+  fixtures::ScopedSegmentName guard("other-user");
+  ShmObject object = ShmObject::open(guard.name(), "x+");
+  fixtures::ChildOutcome child = fixtures::run_in_child([&](fixtures::ChildContext&) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) fixtures::skip_child("setuid refused");
+    EXPECT_EQ(kind_of([&] { ShmObject::open(guard.name(), "r"); }), ErrorKind::PermissionDenied);
   });
-  if (status.exited && status.exit_code == test::kSkipExitCode) GTEST_SKIP() << "setuid refused";
-  EXPECT_TRUE(status.success()) << status.to_string();
+  if (!child.skipped.empty()) GTEST_SKIP() << child.skipped;
+  EXPECT_TRUE(child.ok());
 }
 
 // A full /dev/shm: a tmpfs of 1 MiB mounted over /dev/shm in a private mount
 // namespace of a child process.
 TEST(ShmObjectTest, FullTmpfsFailsAtCreateWithNoSpaceAndLeavesNoName) {
-  auto status = test::run_child([] {
-    if (::unshare(CLONE_NEWNS) != 0) return test::kSkipExitCode;
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-      return test::kSkipExitCode;
-    if (::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") != 0) return test::kSkipExitCode;
-    std::string name = "/shmutils-full-tmpfs";
-    try {
-      ShmObject object = ShmObject::open(name, "x+");
-      try {
-        object.resize(4 << 20);
-        return 10;
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::NoSpace) return 11;
-        if (object.size() != 0) return 12;  // the failed growth was given back
-      }
-      object.unlink();
-      try {
-        Segment::create(name, 4 << 20);
-        return 13;
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::NoSpace) return 14;
-      }
-      try {
-        ShmObject::open(name, "r");
-        return 15;  // the failed create left its name behind
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::NotFound) return 16;
-      }
-      Segment small = Segment::create(name, 256 << 10);  // what fits still works
-      small.unlink();
-    } catch (const Error& e) {
-      std::fprintf(stderr, "%s\n", e.what());
-      return 20;
+  fixtures::ChildOutcome child = fixtures::run_in_child([](fixtures::ChildContext&) {
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=1m") != 0) {
+      fixtures::skip_child("mounting a tmpfs in a private mount namespace is not permitted here");
     }
-    return 0;
+    std::string name = "/shmutils-full-tmpfs";
+    ShmObject object = ShmObject::open(name, "x+");
+    EXPECT_EQ(kind_of([&] { object.resize(4 << 20); }), ErrorKind::NoSpace);
+    EXPECT_EQ(object.size(), 0U) << "the failed growth was given back";
+    object.unlink();
+    EXPECT_EQ(kind_of([&] { Segment::create(name, 4 << 20); }), ErrorKind::NoSpace);
+    EXPECT_EQ(kind_of([&] { ShmObject::open(name, "r"); }), ErrorKind::NotFound)
+        << "the failed create left its name behind";
+    Segment small = Segment::create(name, 256 << 10);  // what fits still works
+    small.unlink();
   });
-  if (status.exited && status.exit_code == test::kSkipExitCode) {
-    GTEST_SKIP() << "mounting a tmpfs in a private mount namespace is not permitted here";
-  }
-  EXPECT_TRUE(status.success()) << status.to_string();
+  if (!child.skipped.empty()) GTEST_SKIP() << child.skipped;
+  EXPECT_TRUE(child.ok());
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 #include <sstream>
 
 #include "shmctl_support.hpp"
+#include "shmutils/fixtures/children.hpp"
+#include "shmutils/fixtures/unique_name.hpp"
 #include "shmutils/framework/child_process.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/shared_vector.hpp"
@@ -25,28 +27,29 @@ class ShmctlTest : public ::testing::Test {
   void SetUp() override {
     SegmentOptions options;
     options.heap = true;
-    segment_ = Segment::create(guard_.name, 4 << 20, options);
+    segment_ = Segment::create(guard_.name(), 4 << 20, options);
   }
-  NameGuard guard_{"/shmutils-shmctl-test-" + std::to_string(::getpid())};
+  fixtures::ScopedSegmentName guard_{"shmctl"};
   Segment segment_;
 };
 
 TEST_F(ShmctlTest, ListsInspectsAuditsReapsAndRemoves) {
   auto* numbers = segment_.names().construct<SharedVector<int>>("numbers");
   for (int i = 0; i < 50; ++i) numbers->push_back(segment_.heap(), i);
-  auto status = run_child([&] {
-    Segment own = Segment::open(guard_.name);
-    own.heap().free(own.heap().allocate(64));  // leaves objects in its cache
-    ::kill(::getpid(), SIGKILL);
-    return 0;
-  });
-  ASSERT_EQ(status.signal, SIGKILL);
+  ASSERT_TRUE(fixtures::run_in_child(
+                  [&](fixtures::ChildContext&) {
+                    Segment own = Segment::open(guard_.name());
+                    own.heap().free(own.heap().allocate(64));  // leaves objects in its cache
+                    ::kill(::getpid(), SIGKILL);
+                  },
+                  {.expected_signal = SIGKILL})
+                  .ok());
 
   ToolRun ls = shmctl({"ls", "--json"});
   ASSERT_EQ(ls.code, 0) << ls.out;
   bool listed = false;
   for (const auto& row : ls.json()) {
-    if (row["name"] != guard_.name) continue;
+    if (row["name"] != guard_.name()) continue;
     listed = true;
     EXPECT_TRUE(row["shmutils"].get<bool>());
     EXPECT_EQ(row["processes_alive"], 1) << "this test process";
@@ -55,7 +58,7 @@ TEST_F(ShmctlTest, ListsInspectsAuditsReapsAndRemoves) {
   }
   EXPECT_TRUE(listed) << ls.out;
 
-  ToolRun inspect = shmctl({"inspect", guard_.name, "--json"});
+  ToolRun inspect = shmctl({"inspect", guard_.name(), "--json"});
   ASSERT_EQ(inspect.code, 0) << inspect.out;
   nlohmann::json facts = inspect.json();
   EXPECT_EQ(facts["layout_version"], kLayoutVersion);
@@ -64,25 +67,25 @@ TEST_F(ShmctlTest, ListsInspectsAuditsReapsAndRemoves) {
   EXPECT_EQ(facts["named_objects"][0]["name"], "numbers");
   EXPECT_NE(facts["named_objects"][0]["type"].get<std::string>().find("SharedVector"),
             std::string::npos);
-  ToolRun text = shmctl({"inspect", guard_.name});
+  ToolRun text = shmctl({"inspect", guard_.name()});
   EXPECT_NE(text.out.find("1 dead"), std::string::npos) << text.out;
 
-  ToolRun audit = shmctl({"audit", guard_.name, "--json"});
+  ToolRun audit = shmctl({"audit", guard_.name(), "--json"});
   EXPECT_EQ(audit.code, 1) << "a dead process still holds cached objects: " << audit.out;
   EXPECT_FALSE(audit.json()["ok"].get<bool>());
 
-  ToolRun reap = shmctl({"reap", guard_.name, "--json"});
+  ToolRun reap = shmctl({"reap", guard_.name(), "--json"});
   ASSERT_EQ(reap.code, 0) << reap.out;
   EXPECT_EQ(reap.json()["reaped"], 1);
   EXPECT_GT(reap.json()["heap_cached_returned"].get<std::uint64_t>(), 0U);
 
-  EXPECT_EQ(shmctl({"audit", guard_.name}).code, 0);
-  EXPECT_EQ(shmctl({"audit", guard_.name, "--live"}).code, 0);
+  EXPECT_EQ(shmctl({"audit", guard_.name()}).code, 0);
+  EXPECT_EQ(shmctl({"audit", guard_.name(), "--live"}).code, 0);
 
-  ToolRun refused = shmctl({"rm", guard_.name});
+  ToolRun refused = shmctl({"rm", guard_.name()});
   EXPECT_EQ(refused.code, 1) << "this process is attached";
-  EXPECT_EQ(shmctl({"rm", guard_.name, "--force"}).code, 0);
-  ToolRun gone = shmctl({"inspect", guard_.name, "--json"});
+  EXPECT_EQ(shmctl({"rm", guard_.name(), "--force"}).code, 0);
+  ToolRun gone = shmctl({"inspect", guard_.name(), "--json"});
   EXPECT_EQ(gone.code, 2);
   EXPECT_EQ(gone.json()["kind"], "not found");
 }
@@ -93,11 +96,11 @@ TEST_F(ShmctlTest, AuditFindsACorruptedBlockHeader) {
   auto* header = reinterpret_cast<std::uint64_t*>(segment_.heap().pointer(block) - 16);
   const std::uint64_t original = header[0];
   header[0] = 0x7777;
-  ToolRun audit = shmctl({"audit", guard_.name, "--json"});
+  ToolRun audit = shmctl({"audit", guard_.name(), "--json"});
   EXPECT_EQ(audit.code, 1) << audit.out;
   ASSERT_FALSE(audit.json()["problems"].empty());
   header[0] = original;  // the test process's own detach walks the heap
-  EXPECT_EQ(shmctl({"audit", guard_.name}).code, 0);
+  EXPECT_EQ(shmctl({"audit", guard_.name()}).code, 0);
 }
 
 // Another process truncating the segment over and over while shmctl reads
@@ -105,7 +108,7 @@ TEST_F(ShmctlTest, AuditFindsACorruptedBlockHeader) {
 // never with SIGBUS. Bounded by runs, not by time.
 TEST_F(ShmctlTest, ASegmentTruncatedWhileItIsReadGivesTruncatedNotSigbus) {
   for (std::size_t i = 0; i < 20; ++i) (void)segment_.heap().allocate(1000 + i * 100);
-  const std::string name = guard_.name;
+  const std::string name = guard_.name();
   auto truncator = framework::ChildProcess::fork([name] {
     ShmObject object = ShmObject::open(name, "r+");
     for (;;) {

@@ -1,5 +1,6 @@
-// Helpers shared by the test files: run a body in a forked child with a
-// deadline and turn its outcome into an exit status the test can assert on.
+// Helpers shared by the test files: the kind of error a call throws, and a
+// test run alone in a copy of this program. (Children run on the fixtures:
+// fixtures/children.hpp.)
 #pragma once
 
 #include <gtest/gtest.h>
@@ -18,9 +19,6 @@
 
 namespace shmutils::test {
 
-// Exit code a child uses to say "this environment cannot run the check".
-inline constexpr int kSkipExitCode = 77;
-
 // The kind of the Error f throws; a test failure (and System) when it throws none.
 template <class F>
 ErrorKind kind_of(F&& f) {
@@ -31,33 +29,6 @@ ErrorKind kind_of(F&& f) {
   }
   ADD_FAILURE() << "no error thrown";
   return ErrorKind::System;
-}
-
-// Removes a segment name at scope exit, so a failing assertion leaks nothing.
-struct NameGuard {
-  std::string name;
-  ~NameGuard() { ShmObject::unlink_if_exists(name); }
-};
-
-// Sanitizers catch SIGSEGV/SIGBUS themselves; a child that is meant to die of
-// one calls this first so it dies of the signal, as it would in production.
-inline void default_fault_signals() {
-  std::signal(SIGSEGV, SIG_DFL);
-  std::signal(SIGBUS, SIG_DFL);
-}
-
-// Forks body, waits at most `deadline`, kills it on overrun (failing the test).
-inline framework::ExitStatus run_child(
-    const std::function<int()>& body,
-    std::chrono::milliseconds deadline = std::chrono::seconds(30)) {
-  auto child = framework::ChildProcess::fork(body);
-  auto status = child.wait_for(deadline);
-  if (!status) {
-    ADD_FAILURE() << "child " << child.pid() << " still running after " << deadline.count()
-                  << " ms; killed";
-    return child.kill();
-  }
-  return *status;
 }
 
 struct IsolatedRun {

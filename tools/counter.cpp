@@ -14,10 +14,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <new>
+#include <optional>
 #include <random>
 #include <vector>
 
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/framework/kill_at.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/mutex.hpp"
@@ -70,15 +72,6 @@ void repair(CounterState& s, std::size_t slots) {
 // random kills from outside rarely land in so short a section.
 SHMUTILS_FAULT_POINT(fp_intent_written, "counter.intent_written");
 SHMUTILS_FAULT_POINT(fp_value_incremented, "counter.value_incremented");
-
-// The one death planned for this worker process (set in the child only).
-const shmutils::FaultPoint* g_death_point = nullptr;
-std::uint64_t g_death_hit = 0;
-
-shmutils::FaultAction die_as_planned(const shmutils::FaultPoint& point, std::uint64_t hit) {
-  if (&point == g_death_point && hit == g_death_hit) shmutils::sys::raise_signal(SIGKILL);
-  return shmutils::FaultAction::Continue;
-}
 
 int work(CounterState& s, std::size_t slot, std::size_t slots) {
   for (;;) {
@@ -202,11 +195,9 @@ class CounterRun {
     CounterState* state = &state_;
     const std::size_t slots = slots_;
     return shmutils::framework::ChildProcess::fork([state, slot, slots, point, hit] {
-      if (point != nullptr) {
-        g_death_point = point;
-        g_death_hit = hit;
-        shmutils::set_fault_hook(&die_as_planned);
-      }
+      // The one death planned for this worker process, if any.
+      std::optional<shmutils::framework::ScopedKillAt> planned;
+      if (point != nullptr) planned.emplace(point->name(), hit);
       return work(*state, slot, slots);
     });
   }

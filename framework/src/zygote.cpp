@@ -8,8 +8,11 @@
 #include <cstdio>
 #include <mutex>
 
+#include "shmutils/framework/supervised_child.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/sys.hpp"
+#include "worker_main.hpp"
+#include "zygote_request.hpp"
 
 namespace shmutils::framework {
 
@@ -55,7 +58,7 @@ std::vector<std::string> split(const std::string& text) {
     } catch (const Error&) {
       sys::exit_now(0);  // the harness closed its end: it is gone
     }
-    if (request.fds.size() != 3) sys::exit_now(3);
+    if (request.fds.size() != 4) sys::exit_now(3);
     auto [report_read, report_write] = sys::pipe();
     pid_t middle = sys::fork("zygote worker");
     if (middle == 0) {
@@ -69,8 +72,15 @@ std::vector<std::string> split(const std::string& text) {
         if (sys::getppid() != harness) sys::exit_now(71);  // the harness is gone already
         sys::dup2(request.fds[2].get(), STDOUT_FILENO);
         sys::dup2(request.fds[2].get(), STDERR_FILENO);
-        int status = detail::run_worker_from_args(split(request.message), make,
-                                                  request.fds[0].get(), request.fds[1].get());
+        install_crash_stop(request.fds[3].release());
+        int status = 64;
+        try {
+          status = detail::run_worker_from_arguments(
+              detail::WorkerArguments::from_strings(split(request.message)), make,
+              request.fds[0].get(), request.fds[1].get());
+        } catch (const Error& e) {
+          (void)std::fprintf(stderr, "shmutils worker: %s\n", e.what());
+        }
         (void)std::fflush(nullptr);
         sys::exit_now(status);
       }
@@ -112,11 +122,12 @@ pid_t zygote_pid() noexcept { return handle().pid; }
 
 namespace detail {
 
-pid_t zygote_fork_worker(const std::vector<std::string>& args, int witness_fd, int segment_fd,
-                         int output_fd) {
+pid_t zygote_fork_worker(const WorkerArguments& arguments, int witness_fd, int segment_fd,
+                         int output_fd, int crash_fd) {
   ZygoteHandle& zygote = handle();
   std::lock_guard lock(zygote.mutex);
-  sys::send_with_fds(zygote.socket.get(), join(args), {witness_fd, segment_fd, output_fd});
+  sys::send_with_fds(zygote.socket.get(), join(arguments.to_strings()),
+                     {witness_fd, segment_fd, output_fd, crash_fd});
   char reply[32] = {};
   const std::size_t n = sys::read_some(zygote.socket.get(),
                                        std::as_writable_bytes(std::span(reply, sizeof reply - 1)));

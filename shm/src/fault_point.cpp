@@ -3,7 +3,7 @@
 namespace shmutils {
 
 namespace detail {
-std::atomic<FaultHook> g_fault_hook{nullptr};
+std::atomic<FaultHook*> g_fault_hook{nullptr};
 }
 
 namespace {
@@ -23,7 +23,7 @@ FaultPoint::FaultPoint(std::string_view name) noexcept : name_(name) {
   }
 }
 
-FaultHook set_fault_hook(FaultHook hook) noexcept {
+FaultHook* set_fault_hook(FaultHook* hook) noexcept {
   return detail::g_fault_hook.exchange(hook, std::memory_order_acq_rel);
 }
 

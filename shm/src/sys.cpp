@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -130,8 +131,8 @@ void fchown(int fd, uid_t uid, gid_t gid, std::string_view object) {
   check(object, "fchown", [&] { return ::fchown(fd, uid, gid); });
 }
 
-UniqueFd dup_cloexec(int fd, std::string_view object) {
-  return UniqueFd(check(object, "dup", [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); }));
+UniqueFd dup_cloexec(int fd, std::string_view object, int lowest) {
+  return UniqueFd(check(object, "dup", [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, lowest); }));
 }
 
 void set_cloexec(int fd, bool on, std::string_view object) {
@@ -259,6 +260,19 @@ void on_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcept {
 
 void munmap_quietly(void* address, std::size_t size) noexcept { (void)::munmap(address, size); }
 
+namespace {
+std::optional<std::string> stat_fields(const char* path);
+// The state letter /proc gives a process ('R', 'S', 'T', 't', 'Z', ...);
+// nullopt when there is no such process.
+std::optional<char> process_state_letter(pid_t pid) {
+  std::array<char, 64> path{};
+  (void)std::snprintf(path.data(), path.size(), "/proc/%d/stat", static_cast<int>(pid));
+  std::optional<std::string> fields = stat_fields(path.data());
+  if (!fields || fields->empty()) return std::nullopt;
+  return (*fields)[0];
+}
+}  // namespace
+
 std::string ptrace_seize_and_stop(pid_t tid) {
   if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) == -1) {
     return std::string("ptrace(PTRACE_SEIZE) refused: ") + ::strerrordesc_np(errno) +
@@ -269,16 +283,33 @@ std::string ptrace_seize_and_stop(pid_t tid) {
     (void)::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
     return why;
   }
-  int status = 0;
-  pid_t r = retry_eintr([&] { return ::waitpid(tid, &status, __WALL); });
-  if (r == -1 || !WIFSTOPPED(status)) {
-    (void)::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
-    return "the process ended before its stack could be read";
+  // Wait for the stop, boundedly: another thread of this process may wait
+  // for the same child and take the stop's notification first (a test's
+  // deadline thread captures while the test waits); /proc still shows the
+  // tracing stop then.
+  const std::uint64_t deadline = monotonic_ns() + 5'000'000'000ULL;
+  for (;;) {
+    int status = 0;
+    pid_t r = retry_eintr([&] { return ::waitpid(tid, &status, __WALL | WNOHANG); });
+    if (r == tid && WIFSTOPPED(status)) return {};
+    if (r == tid || (r == -1 && errno != ECHILD)) {
+      (void)::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
+      return "the process ended before its stack could be read";
+    }
+    std::optional<char> state = process_state_letter(tid);
+    if (state == 't') return {};
+    if (!state || *state == 'Z' || *state == 'X' || monotonic_ns() > deadline) {
+      (void)::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
+      return state ? "the process did not stop for tracing within 5 s"
+                   : "the process ended before its stack could be read";
+    }
+    sleep_ns(100'000);
   }
-  return {};
 }
 
 void ptrace_detach(pid_t tid) noexcept { (void)::ptrace(PTRACE_DETACH, tid, nullptr, nullptr); }
+void set_priority(int nice) noexcept { (void)::setpriority(PRIO_PROCESS, 0, nice); }
+
 pid_t gettid() noexcept { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 uid_t geteuid() noexcept { return ::geteuid(); }
 
@@ -327,11 +358,9 @@ std::optional<std::uint64_t> process_start_time(pid_t pid) {
 
 ProcessState process_state(pid_t pid) {
   if (pid <= 0) return ProcessState::Gone;
-  std::array<char, 64> path{};
-  (void)std::snprintf(path.data(), path.size(), "/proc/%d/stat", static_cast<int>(pid));
-  std::optional<std::string> fields = stat_fields(path.data());
-  if (!fields || fields->empty()) return ProcessState::Gone;
-  switch ((*fields)[0]) {
+  std::optional<char> letter = process_state_letter(pid);
+  if (!letter) return ProcessState::Gone;
+  switch (*letter) {
     case 'T':
     case 't': return ProcessState::Stopped;
     case 'Z':
@@ -458,11 +487,14 @@ void random_bytes(std::span<std::byte> buffer) {
   }
 }
 
+std::string signal_name(int signal) {
+  const char* name = ::sigabbrev_np(signal);
+  return name != nullptr ? std::string("SIG") + name : "signal " + std::to_string(signal);
+}
+
 std::string ExitStatus::to_string() const {
   if (exited) return "exit code " + std::to_string(exit_code);
-  const char* name = ::sigabbrev_np(signal);
-  return std::string("killed by ") +
-         (name != nullptr ? std::string("SIG") + name : "signal " + std::to_string(signal));
+  return "killed by " + signal_name(signal);
 }
 
 namespace {

@@ -85,6 +85,8 @@ struct RunLimits {
 // Throws Error(InvalidArgument) naming the first option out of its bounds
 // (NaN and infinities included).
 void check_run_options(const RunOptions& options);
+// Why the options are out of bounds; empty when they are within them.
+std::string run_options_problem(const RunOptions& options);
 
 enum class EventKind {
   Start,

@@ -27,7 +27,6 @@ enum class WorkerState : std::uint32_t {
   Starting,
   Running,
   StoppedAtFaultPoint,  // raised SIGSTOP at its planned point; the harness captures and kills
-  Crashed,              // raised SIGSTOP from a fatal signal handler
   Finished,
 };
 
@@ -39,7 +38,6 @@ struct WorkerRecord {
   std::atomic<std::int32_t> planned_point;     // fault point index to die at; -1: none
   std::atomic<std::uint64_t> planned_hit;      // ... at this hit of it in this worker
   std::atomic<std::int32_t> stopped_at_point;  // the point it stopped at
-  std::atomic<std::int32_t> crash_signal;
   std::atomic<std::uint64_t> started_ns;
   std::atomic<std::uint64_t> ended_ns;
   // The worker's own pid and PID namespace, as lock holders record them (in

@@ -31,14 +31,4 @@ bool zygote_started() noexcept;
 // The zygote's pid (0 when none): a child of this process that is meant to be.
 pid_t zygote_pid() noexcept;
 
-namespace detail {
-// Asks the zygote for a worker: `args` as for a spawned worker (without the
-// program and flag), fds: witness, segment, output. Returns the worker's pid.
-pid_t zygote_fork_worker(const std::vector<std::string>& args, int witness_fd, int segment_fd,
-                         int output_fd);
-// The worker side of a request: attaches with the received fds and runs.
-int run_worker_from_args(const std::vector<std::string>& args, const ScenarioFactory& make,
-                         int witness_fd, int segment_fd);
-}  // namespace detail
-
 }  // namespace shmutils::framework

@@ -23,10 +23,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "shmutils/framework/child_process.hpp"
+#include "shmutils/framework/supervised_child.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/unique_fd.hpp"
 
@@ -60,11 +61,12 @@ class WorkerPool {
 
  private:
   struct Worker {
-    framework::ChildProcess process;
+    framework::SupervisedChild process;
     UniqueFd requests;  // write end
     UniqueFd replies;   // read end
   };
   Worker& ensure(unsigned worker);
+  std::optional<TaskOutcome> await_reply(Worker& slot);
 
   Segment& segment_;
   std::uint64_t seed_;

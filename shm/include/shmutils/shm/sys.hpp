@@ -78,7 +78,8 @@ void ftruncate(int fd, std::uint64_t size, std::string_view object);
 void fallocate(int fd, std::uint64_t offset, std::uint64_t length, std::string_view object);
 void fchmod(int fd, mode_t mode, std::string_view object);
 void fchown(int fd, uid_t uid, gid_t gid, std::string_view object);
-UniqueFd dup_cloexec(int fd, std::string_view object);
+// The lowest free fd number at or above `lowest`.
+UniqueFd dup_cloexec(int fd, std::string_view object, int lowest = 0);
 // Sets or clears FD_CLOEXEC.
 void set_cloexec(int fd, bool on, std::string_view object);
 
@@ -123,6 +124,9 @@ std::string self_executable();
 // pthread_atfork(3); any handler may be nullptr.
 void on_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcept;
 pid_t gettid() noexcept;
+// setpriority(2) of this process to `nice`; best effort (a refusal is ignored:
+// only the scheduling changes).
+void set_priority(int nice) noexcept;
 uid_t geteuid() noexcept;
 // The kernel's start time of a process (clock ticks since boot, /proc/PID/stat
 // field 22): with the pid it names one process, even across pid reuse.
@@ -173,6 +177,8 @@ struct ExitStatus {
   bool success() const noexcept { return exited && exit_code == 0; }
   std::string to_string() const;  // "exit code 3", "killed by SIGKILL"
 };
+// "SIGSEGV"; "signal 77" for a number without a name.
+std::string signal_name(int signal);
 pid_t fork(std::string_view what);
 // Counts the forks this process descends from (bumped in every forked child),
 // so an object can tell it was inherited rather than made here.
