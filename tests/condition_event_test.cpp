@@ -1,9 +1,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "shmutils/fixtures/shared_objects_test.hpp"
 #include "shmutils/shm/condition_variable.hpp"
 #include "shmutils/shm/event.hpp"
-#include "sync_test_support.hpp"
 
 namespace shmutils {
 namespace {
@@ -17,21 +17,21 @@ struct Channel {
   std::uint32_t waiting = 0;
 };
 
-class ConditionVariableTest : public test::SyncTest {
+class ConditionVariableTest : public fixtures::SharedObjectsTest {
  protected:
   void SetUp() override {
-    SyncTest::SetUp();
+    SharedObjectsTest::SetUp();
     channel_ = make<Channel>();
-    watch("channel.mutex", [this] { return channel_->mutex.holder(); });
+    watch_lock("channel.mutex", [this] { return channel_->mutex.holder(); });
   }
   // Forks a waiter for value >= target; exits 0 when it saw it.
-  framework::ChildProcess waiter(std::uint64_t target) {
+  fixtures::RunningChild waiter(std::uint64_t target) {
     Channel* c = channel_;
-    return framework::ChildProcess::fork([c, target] {
+    return start([c, target](fixtures::ChildContext&) {
       MutexGuard guard(c->mutex);
       ++c->waiting;
       c->changed.wait(guard, [&] { return c->value >= target; });
-      return c->value >= target ? 0 : 1;
+      EXPECT_TRUE(c->value >= target);
     });
   }
   void wait_for_waiters(std::uint32_t n) {
@@ -62,10 +62,10 @@ TEST_F(ConditionVariableTest, APingPongOfTenThousandRoundsLosesNoWakeUp) {
       c->changed.notify_one();
     }
   };
-  auto even = framework::ChildProcess::fork([&] { return player(0); });
-  auto odd = framework::ChildProcess::fork([&] { return player(1); });
-  EXPECT_TRUE(finish(even, 60s).success());
-  EXPECT_TRUE(finish(odd, 60s).success());
+  auto even = start([&](fixtures::ChildContext&) { EXPECT_EQ(player(0), 0); }, {.deadline = 60s});
+  auto odd = start([&](fixtures::ChildContext&) { EXPECT_EQ(player(1), 0); }, {.deadline = 60s});
+  EXPECT_TRUE(even.finish().ok());
+  EXPECT_TRUE(odd.finish().ok());
   EXPECT_EQ(channel_->value, kRounds);
 }
 
@@ -74,13 +74,13 @@ TEST_F(ConditionVariableTest, AWaiterKilledWhileWaitingWedgesNobody) {
   auto survivor = waiter(1);
   wait_for_waiters(2);
   sys::sleep_ns(10'000'000);
-  test::kill_now(doomed);
+  doomed.kill();
   {
     MutexGuard guard(channel_->mutex);
     channel_->value = 1;
   }
   channel_->changed.notify_all();
-  EXPECT_TRUE(finish(survivor).success());
+  EXPECT_TRUE(survivor.finish().ok());
 }
 
 TEST_F(ConditionVariableTest, AWokenWaiterThatDiesBeforeRetakingTheMutexDoesNotStrandTheOthers) {
@@ -101,33 +101,31 @@ TEST_F(ConditionVariableTest, AWokenWaiterThatDiesBeforeRetakingTheMutexDoesNotS
     sys::sleep_ns(5'000'000);
     first.signal(SIGKILL);  // woken, and now dead before re-taking the mutex
   }
-  (void)first.wait();
-  EXPECT_TRUE(finish(second).success());
+  EXPECT_TRUE(first.kill().ok());
+  EXPECT_TRUE(second.finish().ok());
 }
 
 TEST_F(ConditionVariableTest, AMutexHolderKilledDuringAWaitSurfacesAsOwnerDiedOnReturn) {
   Channel* c = channel_;
   auto* reported = make<Event>();
-  auto w = framework::ChildProcess::fork([c, reported] {
+  auto w = start([c, reported](fixtures::ChildContext&) {
     MutexGuard guard(c->mutex);
     ++c->waiting;
     c->changed.wait(guard, [&] { return c->value != 0; });
-    if (!guard.owner_died()) return 1;
+    ASSERT_TRUE(guard.owner_died());
     guard.mark_consistent();
     reported->set();
-    return 0;
   });
   wait_for_waiters(1);
-  auto killer = framework::ChildProcess::fork([c] {
+  auto killer = start([c](fixtures::ChildContext&) {
     MutexGuard guard(c->mutex);
     c->value = 7;
     c->changed.notify_all();
     ::pause();  // dies holding the mutex
-    return 0;
   });
   sys::sleep_ns(30'000'000);
-  test::kill_now(killer);
-  EXPECT_TRUE(finish(w).success());
+  killer.kill();
+  EXPECT_TRUE(w.finish().ok());
   EXPECT_TRUE(reported->is_set());
 }
 
@@ -147,20 +145,17 @@ TEST_F(ConditionVariableTest, TimedWaitsHonourTheirDeadline) {
   EXPECT_FALSE(channel_->changed.wait_until(guard, std::chrono::steady_clock::now() - 1s));
 }
 
-class EventTest : public test::SyncTest {};
+class EventTest : public fixtures::SharedObjectsTest {};
 
 TEST_F(EventTest, AManualEventReleasesEveryWaiterAndStaysSet) {
   auto* event = make<Event>();
-  std::vector<framework::ChildProcess> waiters;
+  std::vector<fixtures::RunningChild> waiters;
   for (int i = 0; i < 3; ++i) {
-    waiters.push_back(framework::ChildProcess::fork([event] {
-      event->wait();
-      return 0;
-    }));
+    waiters.push_back(start([event](fixtures::ChildContext&) { event->wait(); }));
   }
   sys::sleep_ns(20'000'000);
   event->set();
-  for (auto& w : waiters) EXPECT_TRUE(finish(w).success());
+  for (auto& w : waiters) EXPECT_TRUE(w.finish().ok());
   EXPECT_TRUE(event->is_set());
   EXPECT_TRUE(event->wait_for(1ms));
   event->reset();
@@ -170,12 +165,11 @@ TEST_F(EventTest, AManualEventReleasesEveryWaiterAndStaysSet) {
 TEST_F(EventTest, AnAutomaticEventReleasesExactlyOneWaiterPerSet) {
   auto* event = make<Event>(ResetMode::Automatic);
   auto* released = make<std::atomic<std::uint32_t>>(0U);
-  std::vector<framework::ChildProcess> waiters;
+  std::vector<fixtures::RunningChild> waiters;
   for (int i = 0; i < 3; ++i) {
-    waiters.push_back(framework::ChildProcess::fork([event, released] {
+    waiters.push_back(start([event, released](fixtures::ChildContext&) {
       event->wait();
       released->fetch_add(1);
-      return 0;
     }));
   }
   sys::sleep_ns(20'000'000);
@@ -186,22 +180,19 @@ TEST_F(EventTest, AnAutomaticEventReleasesExactlyOneWaiterPerSet) {
     sys::sleep_ns(20'000'000);  // time for a second waiter to slip through, if it could
     EXPECT_EQ(released->load(), round);
   }
-  for (auto& w : waiters) EXPECT_TRUE(finish(w).success());
+  for (auto& w : waiters) EXPECT_TRUE(w.finish().ok());
   EXPECT_FALSE(event->is_set());
 }
 
 TEST_F(EventTest, AWaiterKilledWhileWaitingLeavesTheEventWorking) {
   auto* event = make<Event>(ResetMode::Automatic);
-  auto doomed = framework::ChildProcess::fork([event] {
-    event->wait();
-    return 0;
-  });
+  auto doomed = start([event](fixtures::ChildContext&) { event->wait(); });
   sys::sleep_ns(10'000'000);
-  test::kill_now(doomed);
-  auto survivor = framework::ChildProcess::fork([event] { return event->wait_for(10s) ? 0 : 1; });
+  doomed.kill();
+  auto survivor = start([event](fixtures::ChildContext&) { EXPECT_TRUE(event->wait_for(10s)); });
   sys::sleep_ns(10'000'000);
   event->set();
-  EXPECT_TRUE(finish(survivor).success());
+  EXPECT_TRUE(survivor.finish().ok());
 }
 
 TEST_F(EventTest, TimedWaitsHonourTheirDeadline) {

@@ -15,6 +15,7 @@
 #include "shmutils/fixtures/crash_cleanup.hpp"
 #include "shmutils/fixtures/fault_injection_test.hpp"
 #include "shmutils/fixtures/segment_test.hpp"
+#include "shmutils/fixtures/shared_objects_test.hpp"
 #include "shmutils/fixtures/test_seed.hpp"
 #include "shmutils/fixtures/unique_name.hpp"
 #include "shmutils/framework/builtin_scenarios.hpp"
@@ -246,6 +247,48 @@ TEST(ChildrenTest, SpawnedChildrenCountExactlyAndReportFailures) {
 }
 
 SHMUTILS_CHILD_ENTRY(crash_in_spawned_child) { crash_in_child(); }
+
+// A child beside the test: its failure lands at its file:line when the test
+// finishes it; one the test kills is expected to die of SIGKILL, and one that
+// outlives a planned death is the failure.
+TEST(ChildrenTest, AStartedChildIsReportedWhenFinishedOrKilled) {
+  Intercepted failed = intercept([] {
+    RunningChild child =
+        start_child([](ChildContext&) { EXPECT_EQ(1 + 1, 3) << "started marker"; });
+    EXPECT_FALSE(child.finish().ok());
+  });
+  EXPECT_TRUE(failed.says("started marker") && failed.says("fixtures_test.cpp")) << failed.text();
+
+  Intercepted killed = intercept([] {
+    RunningChild child = start_child([](ChildContext&) { hang_in_child(); });
+    EXPECT_TRUE(child.kill().ok());
+  });
+  EXPECT_TRUE(killed.results.empty()) << killed.text();
+
+  Intercepted outlived = intercept([] {
+    RunningChild child = start_child([](ChildContext&) {}, {.expected_signal = SIGKILL});
+    EXPECT_FALSE(child.finish().ok());
+  });
+  EXPECT_TRUE(outlived.says("the planned death never came")) << outlived.text();
+}
+
+class SharedObjectsFixtureTest : public SharedObjectsTest {};
+
+// A child that hangs on a lock is reported with its stack and who holds it.
+TEST_F(SharedObjectsFixtureTest, AHungChildIsReportedWithTheLockHolders) {
+  auto* mutex = make<Mutex>();
+  watch_lock("the test's mutex", [mutex] { return mutex->holder(); });
+  ASSERT_EQ(mutex->acquire(), LockResult::Acquired);
+  Intercepted got = intercept([&] {
+    RunningChild child = start([mutex](ChildContext&) { MutexGuard guard(*mutex); },
+                               {.deadline = std::chrono::milliseconds(300)});
+    EXPECT_TRUE(child.finish().hung);
+  });
+  mutex->release();
+  EXPECT_TRUE(got.says("still running at the deadline")) << got.text();
+  EXPECT_TRUE(got.says("the test's mutex: pid " + std::to_string(sys::getpid()))) << got.text();
+  EXPECT_TRUE(got.says("Mutex::acquire")) << "no stack names where it waits:\n" << got.text();
+}
 
 // A spawned child is supervised as a forked one is: its crash stops it, and
 // the parent reports the signal and the faulting stack.

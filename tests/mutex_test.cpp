@@ -10,12 +10,12 @@
 #include <mutex>
 #include <thread>
 
+#include "shmutils/fixtures/shared_objects_test.hpp"
 #include "shmutils/framework/kill_at.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/process_registry.hpp"
 #include "shmutils/shm/sys.hpp"
-#include "sync_test_support.hpp"
 #include "test_support.hpp"
 
 namespace shmutils {
@@ -47,25 +47,24 @@ struct Pair {
   }
 };
 
-class MutexTest : public test::SyncTest {
+class MutexTest : public fixtures::SharedObjectsTest {
  protected:
   void SetUp() override {
-    SyncTest::SetUp();
+    SharedObjectsTest::SetUp();
     pair_ = make<Pair>();
-    watch("pair.mutex", [this] { return pair_->mutex.holder(); });
+    watch_lock("pair.mutex", [this] { return pair_->mutex.holder(); });
   }
 
   // A child that takes the mutex, breaks the invariant, says so, and waits to die.
-  framework::ChildProcess holder_that_breaks_the_pair() {
+  fixtures::RunningChild holder_that_breaks_the_pair() {
     Pair* p = pair_;
-    auto child = framework::ChildProcess::fork([p] {
+    auto child = start([p](fixtures::ChildContext&) {
       MutexGuard guard(p->mutex);
       ++p->a;  // b not yet updated: torn
       p->holding.set();
       ::pause();
-      return 0;
     });
-    EXPECT_TRUE(test::await(pair_->holding));
+    EXPECT_TRUE(fixtures::await(pair_->holding));
     return child;
   }
 
@@ -101,7 +100,7 @@ TEST_F(MutexTest, AWaiterRecordsSinceWhenTheHolderHasHeldIt) {
   EXPECT_EQ(h.pid, child.pid());
   EXPECT_GT(h.since_ns, 0U) << "the waiter noted when it found the lock held";
   EXPECT_LE(h.since_ns, sys::monotonic_ns());
-  test::kill_now(child);
+  child.kill();
 }
 
 TEST_F(MutexTest, TryAcquireReturnsBusyWithoutBlockingOrThrowing) {
@@ -110,12 +109,12 @@ TEST_F(MutexTest, TryAcquireReturnsBusyWithoutBlockingOrThrowing) {
   EXPECT_EQ(pair_->mutex.try_acquire(), LockResult::Busy);
   EXPECT_FALSE(try_lock(pair_->mutex).has_value());
   EXPECT_LT(sys::monotonic_ns() - start, 50'000'000U);
-  test::kill_now(child);
+  child.kill();
 }
 
 TEST_F(MutexTest, AHolderKilledWhileHoldingGivesTheNextAcquirerOwnerDied) {
   auto child = holder_that_breaks_the_pair();
-  test::kill_now(child);
+  child.kill();
   // The kernel released it while the victim exited, before it could be reaped:
   // no waiting, no polling.
   LockResult result = pair_->mutex.try_acquire();
@@ -132,28 +131,27 @@ TEST_F(MutexTest, AHolderKilledWhileHoldingGivesTheNextAcquirerOwnerDied) {
 TEST_F(MutexTest, ABlockedWaiterIsWokenWithOwnerDiedWhenTheHolderIsKilled) {
   auto holder = holder_that_breaks_the_pair();
   Pair* p = pair_;
-  auto waiter = framework::ChildProcess::fork([p] {
+  auto waiter = start([p](fixtures::ChildContext&) {
     p->go.set();
     MutexGuard guard(p->mutex);  // blocks until the holder dies
-    if (!guard.owner_died()) return 1;
+    ASSERT_TRUE(guard.owner_died());
     p->repair();
     guard.mark_consistent();
-    return p->a == p->b ? 0 : 2;
+    EXPECT_EQ(p->a, p->b);
   });
-  ASSERT_TRUE(test::await(pair_->go));
+  ASSERT_TRUE(fixtures::await(pair_->go));
   sys::sleep_ns(20'000'000);  // let the waiter reach the futex
-  test::kill_now(holder);
-  auto status = finish(waiter);
-  EXPECT_TRUE(status.success()) << status.to_string();
+  holder.kill();
+  EXPECT_TRUE(waiter.finish().ok());
   EXPECT_EQ(pair_->repairs, 1U);
 }
 
 // A holder the kernel could not release (its robust list was lost, say) is
 // found dead by a waiter's periodic liveness check.
 TEST_F(MutexTest, AWaiterReleasesALockWhoseDeadHolderTheKernelMissed) {
-  auto ghost = framework::ChildProcess::fork([] { return 0; });
+  auto ghost = start([](fixtures::ChildContext&) {});
   pid_t dead = ghost.pid();
-  ASSERT_TRUE(ghost.wait().success());
+  ASSERT_TRUE(ghost.finish().ok());
   pair_->mutex.futex().holder_pid_namespace.store(
       static_cast<std::uint32_t>(sys::pid_namespace_id()));
   pair_->mutex.futex().holder_pid.store(dead);
@@ -180,9 +178,9 @@ UniqueFd register_foreign_process(Segment& segment, pid_t pid, std::uint64_t pid
 // The same pid recorded by a holder of another PID namespace names another
 // process (or none) here: no pid check decides, its registry slot does.
 TEST_F(MutexTest, AHolderInAnotherPidNamespaceIsJudgedByItsRegistrySlot) {
-  auto ghost = framework::ChildProcess::fork([] { return 0; });
+  auto ghost = start([](fixtures::ChildContext&) {});
   pid_t dead_here = ghost.pid();
-  ASSERT_TRUE(ghost.wait().success());
+  ASSERT_TRUE(ghost.finish().ok());
   const std::uint64_t elsewhere = sys::pid_namespace_id() + 1;
   UniqueFd liveness = register_foreign_process(segment_, dead_here, elsewhere);
   pair_->mutex.futex().holder_pid_namespace.store(static_cast<std::uint32_t>(elsewhere));
@@ -233,14 +231,15 @@ TEST_F(MutexTest, AnOwnerDiedMarkTheKernelMadeForAnotherThreadsTidLeavesTheLockW
   UniqueFd container = register_foreign_process(segment_, 1, sys::pid_namespace_id() + 1);
   ASSERT_EQ(mutex.acquire(), LockResult::Acquired);
   RobustFutex& futex = mutex.futex();
-  auto twin = framework::ChildProcess::fork([&futex] {
-    detail::ThreadLockContext& t = detail::init_lock_context();
-    futex.word.store(static_cast<std::uint32_t>(t.tid));
-    detail::set_pending(t, &futex);
-    ::raise(SIGKILL);
-    return 1;
-  });
-  EXPECT_EQ(twin.wait().signal, SIGKILL);
+  auto twin = start(
+      [&futex](fixtures::ChildContext&) {
+        detail::ThreadLockContext& t = detail::init_lock_context();
+        futex.word.store(static_cast<std::uint32_t>(t.tid));
+        detail::set_pending(t, &futex);
+        ::raise(SIGKILL);
+      },
+      {.expected_signal = SIGKILL});
+  EXPECT_TRUE(twin.finish().ok());
   ASSERT_EQ(futex.word.load() & (RobustFutex::kTidMask | RobustFutex::kOwnerDied),
             RobustFutex::kOwnerDied)
       << "the kernel did not mark the word (the simulation no longer matches the kernel)";
@@ -248,9 +247,9 @@ TEST_F(MutexTest, AnOwnerDiedMarkTheKernelMadeForAnotherThreadsTidLeavesTheLockW
   LockResult other_thread = LockResult::Acquired;
   std::thread([&] { other_thread = mutex.acquire_for(300ms); }).join();
   EXPECT_EQ(other_thread, LockResult::TimedOut) << "taken from its live holder";
-  auto other_process = framework::ChildProcess::fork(
-      [&mutex] { return mutex.try_acquire() == LockResult::Busy ? 0 : 1; });
-  EXPECT_TRUE(other_process.wait().success()) << "try_acquire took it from its live holder";
+  auto other_process = start(
+      [&mutex](fixtures::ChildContext&) { EXPECT_EQ(mutex.try_acquire(), LockResult::Busy); });
+  EXPECT_TRUE(other_process.finish().ok()) << "try_acquire took it from its live holder";
   EXPECT_NO_THROW(mutex.release());
   std::thread([&] {
     other_thread = mutex.acquire_for(5s);
@@ -270,9 +269,9 @@ TEST_F(MutexTest, AnOwnerDiedMarkWithNoRecordedHolderIsBelievedOnlyAfterAGrace) 
   futex.holder_pid.store(0);
   futex.word.store(RobustFutex::kOwnerDied);
   Mutex* mutex = &pair_->mutex;
-  auto early = framework::ChildProcess::fork(
-      [mutex] { return mutex->try_acquire() == LockResult::Busy ? 0 : 1; });
-  EXPECT_TRUE(early.wait().success()) << "a mark a moment old was taken for a death";
+  auto early = start(
+      [mutex](fixtures::ChildContext&) { EXPECT_EQ(mutex->try_acquire(), LockResult::Busy); });
+  EXPECT_TRUE(early.finish().ok()) << "a mark a moment old was taken for a death";
   EXPECT_EQ(pair_->mutex.try_acquire(), LockResult::Busy);
   EXPECT_EQ(pair_->mutex.acquire_for(5s), LockResult::OwnerDied) << "a dead taker is recovered";
   pair_->mutex.mark_consistent();
@@ -302,12 +301,11 @@ TEST_F(MutexTest, ReleaseNeverStoresThroughRobustListLinksAnotherProcessForged) 
   ASSERT_EQ(mutex.acquire(), LockResult::Acquired);
   const std::uint64_t forged_before = forged_robust_links();
   RobustFutex* futex = &mutex.futex();
-  auto peer = framework::ChildProcess::fork([futex, &private_words] {
+  auto peer = start([futex, &private_words](fixtures::ChildContext&) {
     futex->list_next = reinterpret_cast<std::uintptr_t>(&private_words[1]);
     futex->list_prev = reinterpret_cast<std::uintptr_t>(&private_words[2]);
-    return 0;
   });
-  ASSERT_TRUE(peer.wait().success());
+  ASSERT_TRUE(peer.finish().ok());
   EXPECT_NO_THROW(mutex.release());
   EXPECT_EQ(private_words[0], 11U);
   EXPECT_EQ(private_words[1], 22U);
@@ -315,9 +313,9 @@ TEST_F(MutexTest, ReleaseNeverStoresThroughRobustListLinksAnotherProcessForged) 
   EXPECT_EQ(private_words[3], 44U);
   EXPECT_EQ(forged_robust_links(), forged_before + 1);
   Mutex* m = &mutex;
-  auto other = framework::ChildProcess::fork(
-      [m] { return m->try_acquire() == LockResult::Acquired ? 0 : 1; });
-  EXPECT_TRUE(other.wait().success()) << "the lock was not released";
+  auto other =
+      start([m](fixtures::ChildContext&) { EXPECT_EQ(m->try_acquire(), LockResult::Acquired); });
+  EXPECT_TRUE(other.finish().ok()) << "the lock was not released";
   EXPECT_EQ(mutex.acquire(), LockResult::OwnerDied) << "(its taker ended holding it)";
   mutex.mark_consistent();
   mutex.release();
@@ -351,7 +349,7 @@ TEST_F(MutexTest, ARobustPthreadMutexNextToOursInTheListIsNoForgery) {
 
 TEST_F(MutexTest, ReleasingWithoutMarkingConsistentLeavesTheRepairToTheNextAcquirer) {
   auto child = holder_that_breaks_the_pair();
-  test::kill_now(child);
+  child.kill();
   EXPECT_EQ(pair_->mutex.acquire(), LockResult::OwnerDied);
   pair_->mutex.release();  // no repair, no mark
   EXPECT_EQ(pair_->mutex.state(), Mutex::State::NeedsRepair);
@@ -365,18 +363,17 @@ TEST_F(MutexTest, ReleasingWithoutMarkingConsistentLeavesTheRepairToTheNextAcqui
 
 TEST_F(MutexTest, ARepairerKilledDuringRepairLeavesTheRepairToTheNextAcquirer) {
   auto victim = holder_that_breaks_the_pair();
-  test::kill_now(victim);
+  victim.kill();
   Pair* p = pair_;
-  auto repairer = framework::ChildProcess::fork([p] {
+  auto repairer = start([p](fixtures::ChildContext&) {
     MutexGuard guard(p->mutex);
-    if (!guard.owner_died()) return 1;
+    ASSERT_TRUE(guard.owner_died());
     p->holding.reset();
     p->go.set();  // "repairing now"
     ::pause();    // killed mid-repair
-    return 0;
   });
-  ASSERT_TRUE(test::await(pair_->go));
-  test::kill_now(repairer);
+  ASSERT_TRUE(fixtures::await(pair_->go));
+  repairer.kill();
   MutexGuard guard(pair_->mutex);
   EXPECT_TRUE(guard.owner_died()) << "the second death keeps the repair pending";
   pair_->repair();
@@ -386,7 +383,7 @@ TEST_F(MutexTest, ARepairerKilledDuringRepairLeavesTheRepairToTheNextAcquirer) {
 
 TEST_F(MutexTest, AbandonedRepairMakesLaterAcquiresFailUntilReset) {
   auto child = holder_that_breaks_the_pair();
-  test::kill_now(child);
+  child.kill();
   {
     MutexGuard guard(pair_->mutex);
     ASSERT_TRUE(guard.owner_died());
@@ -419,7 +416,7 @@ TEST_F(MutexTest, ATimedAcquireHonoursItsDeadlineUnderContention) {
     EXPECT_LT(took, wanted + 500'000'000U) << "woke far too late";
   }
   EXPECT_FALSE(lock_until(pair_->mutex, std::chrono::steady_clock::now() + 5ms).has_value());
-  test::kill_now(child);
+  child.kill();
   auto guard = lock_until(pair_->mutex, std::chrono::steady_clock::now() + 1s);
   ASSERT_TRUE(guard.has_value());
   EXPECT_TRUE(guard->owner_died());
@@ -441,7 +438,7 @@ TEST_F(MutexTest, AHolderOfGlibcAndShmutilsRobustLocksReleasesBothWhenKilled) {
   auto* glibc_mutex = make<pthread_mutex_t>();
   sys::robust_mutex_init(glibc_mutex, "glibc mutex");
   Pair* p = pair_;
-  auto child = framework::ChildProcess::fork([p, glibc_mutex] {
+  auto child = start([p, glibc_mutex](fixtures::ChildContext&) {
     Mutex scratch;
     pthread_mutex_lock(glibc_mutex);
     MutexGuard guard(p->mutex);
@@ -454,10 +451,9 @@ TEST_F(MutexTest, AHolderOfGlibcAndShmutilsRobustLocksReleasesBothWhenKilled) {
     pthread_mutex_unlock(&local);
     p->holding.set();
     ::pause();
-    return 0;
   });
-  ASSERT_TRUE(test::await(pair_->holding));
-  test::kill_now(child);
+  ASSERT_TRUE(fixtures::await(pair_->holding));
+  child.kill();
   EXPECT_EQ(pthread_mutex_lock(glibc_mutex), EOWNERDEAD);
   pthread_mutex_consistent(glibc_mutex);
   pthread_mutex_unlock(glibc_mutex);
@@ -469,12 +465,13 @@ TEST_F(MutexTest, AHolderOfGlibcAndShmutilsRobustLocksReleasesBothWhenKilled) {
 TEST_F(MutexTest, AHolderKilledAtTheAcquiredAndBeforeReleaseFaultPointsIsRecovered) {
   for (const char* point : {"lock.acquired", "lock.before_release"}) {
     Pair* p = pair_;
-    auto child = framework::ChildProcess::fork([p, point] {
-      framework::ScopedKillAt kill(point);
-      MutexGuard guard(p->mutex);
-      return 0;
-    });
-    EXPECT_EQ(finish(child).signal, SIGKILL);
+    auto child = start(
+        [p, point](fixtures::ChildContext&) {
+          framework::ScopedKillAt kill(point);
+          MutexGuard guard(p->mutex);
+        },
+        {.expected_signal = SIGKILL});
+    EXPECT_TRUE(child.finish().ok());
     MutexGuard guard(pair_->mutex);
     EXPECT_TRUE(guard.owner_died());
     guard.mark_consistent();
@@ -493,25 +490,26 @@ TEST_F(MutexTest, FourProcessesTimesTwoThreadsCountExactlyToAMillion) {
   constexpr int kProcesses = 4;
   constexpr int kThreads = 2;
   constexpr std::uint64_t kPerThread = 1'000'000 / (kProcesses * kThreads);
-  std::vector<framework::ChildProcess> children;
+  std::vector<fixtures::RunningChild> children;
   for (int p = 0; p < kProcesses; ++p) {
-    children.push_back(framework::ChildProcess::fork([counter] {
-      std::vector<std::thread> threads;
-      for (int t = 0; t < kThreads; ++t) {
-        threads.emplace_back([counter] {
-          for (std::uint64_t i = 0; i < kPerThread; ++i) {
-            MutexGuard guard(counter->mutex);
-            if (++counter->inside != 1) ++counter->overlaps;
-            ++counter->value;
-            --counter->inside;
+    children.push_back(start(
+        [counter](fixtures::ChildContext&) {
+          std::vector<std::thread> threads;
+          for (int t = 0; t < kThreads; ++t) {
+            threads.emplace_back([counter] {
+              for (std::uint64_t i = 0; i < kPerThread; ++i) {
+                MutexGuard guard(counter->mutex);
+                if (++counter->inside != 1) ++counter->overlaps;
+                ++counter->value;
+                --counter->inside;
+              }
+            });
           }
-        });
-      }
-      for (auto& thread : threads) thread.join();
-      return 0;
-    }));
+          for (auto& thread : threads) thread.join();
+        },
+        {.deadline = 120s}));
   }
-  for (auto& child : children) EXPECT_TRUE(finish(child, 120s).success());
+  for (auto& child : children) EXPECT_TRUE(child.finish().ok());
   EXPECT_EQ(counter->value, 1'000'000U);
   EXPECT_EQ(counter->overlaps, 0U);
 }

@@ -3,17 +3,17 @@
 
 #include <stdexcept>
 
+#include "shmutils/fixtures/shared_objects_test.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/guarded.hpp"
 #include "shmutils/shm/recursive_mutex.hpp"
-#include "sync_test_support.hpp"
 
 namespace shmutils {
 namespace {
 
 using namespace std::chrono_literals;
 
-class RecursiveMutexTest : public test::SyncTest {};
+class RecursiveMutexTest : public fixtures::SharedObjectsTest {};
 
 TEST_F(RecursiveMutexTest, TheHoldingThreadNestsAndReleasesLevelByLevel) {
   auto* mutex = make<RecursiveMutex>();
@@ -21,9 +21,9 @@ TEST_F(RecursiveMutexTest, TheHoldingThreadNestsAndReleasesLevelByLevel) {
   EXPECT_EQ(mutex->acquire(), LockResult::Acquired);
   EXPECT_EQ(mutex->try_acquire(), LockResult::Acquired);
   EXPECT_EQ(mutex->depth(), 3U);
-  auto other = framework::ChildProcess::fork(
-      [mutex] { return mutex->try_acquire() == LockResult::Busy ? 0 : 1; });
-  EXPECT_TRUE(finish(other).success());
+  auto other = start(
+      [mutex](fixtures::ChildContext&) { EXPECT_EQ(mutex->try_acquire(), LockResult::Busy); });
+  EXPECT_TRUE(other.finish().ok());
   mutex->release();
   mutex->release();
   EXPECT_EQ(mutex->depth(), 1U);
@@ -35,14 +35,13 @@ TEST_F(RecursiveMutexTest, TheHoldingThreadNestsAndReleasesLevelByLevel) {
 TEST_F(RecursiveMutexTest, AHolderKilledAtDepthThreeLeavesItWholeToTheNextAcquirer) {
   auto* mutex = make<RecursiveMutex>();
   auto* held = make<Event>();
-  auto child = framework::ChildProcess::fork([mutex, held] {
+  auto child = start([mutex, held](fixtures::ChildContext&) {
     for (int i = 0; i < 3; ++i) (void)mutex->acquire();
     held->set();
     ::pause();
-    return 0;
   });
-  ASSERT_TRUE(test::await(*held));
-  test::kill_now(child);
+  ASSERT_TRUE(fixtures::await(*held));
+  child.kill();
   EXPECT_EQ(mutex->acquire(), LockResult::OwnerDied);
   EXPECT_EQ(mutex->depth(), 1U) << "the dead holder's depth is not inherited";
   EXPECT_EQ(mutex->acquire(), LockResult::OwnerDied) << "nested, repair still pending";
@@ -69,29 +68,28 @@ struct Ledger {
   bool balanced() const { return from + to + in_flight == 1000 && in_flight == 0; }
 };
 
-class GuardedTest : public test::SyncTest {
+class GuardedTest : public fixtures::SharedObjectsTest {
  protected:
   void SetUp() override {
-    SyncTest::SetUp();
+    SharedObjectsTest::SetUp();
     ledger_ = make<Guarded<Ledger>>();
     stopped_ = make<Event>();
-    watch("ledger", [this] { return ledger_->mutex().holder(); });
+    watch_lock("ledger", [this] { return ledger_->mutex().holder(); });
   }
   // A child that dies in the middle of a transfer.
   void transfer_and_die() {
     auto* ledger = ledger_;
     auto* stopped = stopped_;
     stopped_->reset();
-    auto child = framework::ChildProcess::fork([ledger, stopped] {
+    auto child = start([ledger, stopped](fixtures::ChildContext&) {
       auto access = ledger->lock();
       access->from -= 100;
       access->in_flight += 100;
       stopped->set();
       ::pause();
-      return 0;
     });
-    ASSERT_TRUE(test::await(*stopped_));
-    test::kill_now(child);
+    ASSERT_TRUE(fixtures::await(*stopped_));
+    child.kill();
   }
   Guarded<Ledger>* ledger_ = nullptr;
   Event* stopped_ = nullptr;
@@ -115,15 +113,14 @@ TEST_F(GuardedTest, ARepairerKilledMidRepairLeavesItToTheNext) {
   auto* ledger = ledger_;
   auto* stopped = stopped_;
   stopped_->reset();
-  auto repairer = framework::ChildProcess::fork([ledger, stopped] {
+  auto repairer = start([ledger, stopped](fixtures::ChildContext&) {
     // Take the raw lock as the repairer would and die before marking it.
-    if (ledger->mutex().acquire() != LockResult::OwnerDied) return 1;
+    ASSERT_EQ(ledger->mutex().acquire(), LockResult::OwnerDied);
     stopped->set();
     ::pause();
-    return 0;
   });
-  ASSERT_TRUE(test::await(*stopped_));
-  test::kill_now(repairer);
+  ASSERT_TRUE(fixtures::await(*stopped_));
+  repairer.kill();
   auto access = ledger_->lock();
   EXPECT_TRUE(access.repaired());
   EXPECT_TRUE(access->balanced());

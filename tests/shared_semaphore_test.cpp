@@ -3,12 +3,12 @@
 
 #include <thread>
 
+#include "shmutils/fixtures/shared_objects_test.hpp"
 #include "shmutils/framework/kill_at.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/semaphore.hpp"
 #include "shmutils/shm/shared_mutex.hpp"
-#include "sync_test_support.hpp"
 
 namespace shmutils {
 namespace {
@@ -25,12 +25,12 @@ struct Table {
   Event holding;
 };
 
-class SharedMutexTest : public test::SyncTest {
+class SharedMutexTest : public fixtures::SharedObjectsTest {
  protected:
   void SetUp() override {
-    SyncTest::SetUp();
+    SharedObjectsTest::SetUp();
     table_ = make<Table>();
-    watch("table.lock (writer)", [this] { return table_->lock.writer(); });
+    watch_lock("table.lock (writer)", [this] { return table_->lock.writer(); });
   }
   Table* table_ = nullptr;
 };
@@ -62,14 +62,13 @@ TEST_F(SharedMutexTest, ReadersShareAndWritersExcludeAcrossProcesses) {
     }
     return 0;
   };
-  std::vector<framework::ChildProcess> children;
-  for (int i = 0; i < 3; ++i) children.push_back(framework::ChildProcess::fork(reader));
-  children.push_back(framework::ChildProcess::fork(writer));
-  children.push_back(framework::ChildProcess::fork(writer));
-  for (auto& child : children) {
-    auto status = finish(child, 120s);
-    EXPECT_TRUE(status.success()) << status.to_string();
+  std::vector<fixtures::RunningChild> children;
+  for (int i = 0; i < 5; ++i) {
+    children.push_back(
+        start([&, i](fixtures::ChildContext&) { EXPECT_EQ(i < 3 ? reader() : writer(), 0); },
+              {.deadline = 120s}));
   }
+  for (auto& child : children) EXPECT_TRUE(child.finish().ok());
   EXPECT_EQ(table_->torn_reads.load(), 0U);
   EXPECT_EQ(table_->left, 10'000U);
   EXPECT_EQ(table_->right, 10'000U);
@@ -78,36 +77,35 @@ TEST_F(SharedMutexTest, ReadersShareAndWritersExcludeAcrossProcesses) {
 TEST_F(SharedMutexTest, TwoReadingProcessesHoldItAtOnce) {
   Table* t = table_;
   auto* both = make<Event>();
-  auto first = framework::ChildProcess::fork([t, both] {
-    if (t->lock.acquire_shared() != LockResult::Acquired) return 1;
+  auto first = start([t, both](fixtures::ChildContext&) {
+    ASSERT_EQ(t->lock.acquire_shared(), LockResult::Acquired);
     t->holding.set();
     bool ok = both->wait_for(10s);
     t->lock.release_shared();
-    return ok ? 0 : 2;
+    EXPECT_TRUE(ok);
   });
-  ASSERT_TRUE(test::await(table_->holding));
+  ASSERT_TRUE(fixtures::await(table_->holding));
   EXPECT_EQ(table_->lock.try_acquire_shared(), LockResult::Acquired) << "a second reader got in";
   EXPECT_EQ(table_->lock.try_acquire(), LockResult::Busy) << "no writer while reading";
   both->set();
   table_->lock.release_shared();
-  EXPECT_TRUE(finish(first).success());
+  EXPECT_TRUE(first.finish().ok());
   EXPECT_EQ(table_->lock.try_acquire(), LockResult::Acquired);
   table_->lock.release();
 }
 
 TEST_F(SharedMutexTest, AReaderKilledWhileReadingDoesNotWedgeAWriter) {
   Table* t = table_;
-  auto reader = framework::ChildProcess::fork([t] {
-    if (t->lock.acquire_shared() != LockResult::Acquired) return 1;
+  auto reader = start([t](fixtures::ChildContext&) {
+    ASSERT_EQ(t->lock.acquire_shared(), LockResult::Acquired);
     t->holding.set();
     ::pause();
-    return 0;
   });
-  ASSERT_TRUE(test::await(table_->holding));
+  ASSERT_TRUE(fixtures::await(table_->holding));
   EXPECT_EQ(table_->lock.acquire_until(std::chrono::steady_clock::now() + 20ms),
             LockResult::TimedOut)
       << "the live reader keeps the writer out";
-  test::kill_now(reader);
+  reader.kill();
   EXPECT_EQ(table_->lock.acquire_until(std::chrono::steady_clock::now() + 10s),
             LockResult::Acquired)
       << "the dead reader's share was taken back";
@@ -117,27 +115,25 @@ TEST_F(SharedMutexTest, AReaderKilledWhileReadingDoesNotWedgeAWriter) {
 
 TEST_F(SharedMutexTest, AWriterKilledMidWriteGivesTheNextReaderAnExclusiveRepair) {
   Table* t = table_;
-  auto writer = framework::ChildProcess::fork([t] {
-    if (t->lock.acquire() != LockResult::Acquired) return 1;
+  auto writer = start([t](fixtures::ChildContext&) {
+    ASSERT_EQ(t->lock.acquire(), LockResult::Acquired);
     ++t->left;  // right not yet: torn
     t->holding.set();
     ::pause();
-    return 0;
   });
-  ASSERT_TRUE(test::await(table_->holding));
+  ASSERT_TRUE(fixtures::await(table_->holding));
   auto* repaired = make<Event>();
-  auto reader = framework::ChildProcess::fork([t, repaired] {
+  auto reader = start([t, repaired](fixtures::ChildContext&) {
     LockResult result = t->lock.acquire_shared();  // blocks behind the writer
-    if (result != LockResult::OwnerDied) return 1;
+    ASSERT_EQ(result, LockResult::OwnerDied);
     t->right = t->left;  // repair, holding it exclusively
     t->lock.mark_consistent();
     t->lock.release_shared();  // releases the exclusive hold
     repaired->set();
-    return 0;
   });
   sys::sleep_ns(20'000'000);
-  test::kill_now(writer);
-  EXPECT_TRUE(finish(reader).success());
+  writer.kill();
+  EXPECT_TRUE(reader.finish().ok());
   EXPECT_TRUE(repaired->is_set());
   EXPECT_EQ(table_->lock.acquire_shared(), LockResult::Acquired);
   EXPECT_EQ(table_->left, table_->right);
@@ -153,10 +149,10 @@ struct Pool {
   Event taken;
 };
 
-class SemaphoreTest : public test::SyncTest {
+class SemaphoreTest : public fixtures::SharedObjectsTest {
  protected:
   void SetUp() override {
-    SyncTest::SetUp();
+    SharedObjectsTest::SetUp();
     pool_ = make<Pool>();
   }
   Pool* pool_ = nullptr;
@@ -164,20 +160,20 @@ class SemaphoreTest : public test::SyncTest {
 
 TEST_F(SemaphoreTest, UnitsHeldByAKilledProcessReturnToThePool) {
   Pool* p = pool_;
-  auto hog = framework::ChildProcess::fork([p] {
+  auto hog = start([p](fixtures::ChildContext&) {
     p->units.acquire(3);
     p->taken.set();
     ::pause();
-    return 0;
   });
-  ASSERT_TRUE(test::await(pool_->taken));
+  ASSERT_TRUE(fixtures::await(pool_->taken));
   EXPECT_EQ(pool_->units.available(), 0U);
   EXPECT_FALSE(pool_->units.try_acquire());
-  auto waiter = framework::ChildProcess::fork(
-      [p] { return p->units.acquire_until(std::chrono::steady_clock::now() + 10s, 2) ? 0 : 1; });
+  auto waiter = start([p](fixtures::ChildContext&) {
+    EXPECT_TRUE(p->units.acquire_until(std::chrono::steady_clock::now() + 10s, 2));
+  });
   sys::sleep_ns(20'000'000);
-  test::kill_now(hog);
-  EXPECT_TRUE(finish(waiter).success()) << "the waiter got the dead hog's units";
+  hog.kill();
+  EXPECT_TRUE(waiter.finish().ok()) << "the waiter got the dead hog's units";
   // The waiter exited holding 2: they come back too.
   EXPECT_EQ(pool_->units.reclaim_dead(), 2U);
   EXPECT_EQ(pool_->units.available(), 3U);
@@ -214,12 +210,13 @@ TEST_F(SemaphoreTest, TimedAcquireHonoursItsDeadline) {
 
 TEST_F(SemaphoreTest, ADeathBetweenTakingAndRecordingUnitsLosesNone) {
   Pool* p = pool_;
-  auto victim = framework::ChildProcess::fork([p] {
-    framework::ScopedKillAt kill("semaphore.taken_before_recorded");
-    p->units.acquire(2);
-    return 0;
-  });
-  EXPECT_EQ(finish(victim).signal, SIGKILL);
+  auto victim = start(
+      [p](fixtures::ChildContext&) {
+        framework::ScopedKillAt kill("semaphore.taken_before_recorded");
+        p->units.acquire(2);
+      },
+      {.expected_signal = SIGKILL});
+  EXPECT_TRUE(victim.finish().ok());
   // The pool says 1 until someone takes the internal lock and repairs; the
   // first acquirer repairs at once (well before its periodic 10 ms reclaim).
   EXPECT_EQ(pool_->units.available(), 1U);

@@ -3,17 +3,17 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "shmutils/fixtures/shared_objects_test.hpp"
 #include "shmutils/shm/recursive_mutex.hpp"
 #include "shmutils/shm/semaphore.hpp"
 #include "shmutils/shm/shared_mutex.hpp"
-#include "sync_test_support.hpp"
 
 namespace shmutils {
 namespace {
 
 using namespace std::chrono_literals;
 
-class WaiterKilledTest : public test::SyncTest {
+class WaiterKilledTest : public fixtures::SharedObjectsTest {
  protected:
   // Gives a forked waiter time to block in the kernel.
   static void let_it_block() { sys::sleep_ns(30'000'000); }
@@ -25,24 +25,22 @@ TEST_F(WaiterKilledTest, MutexWaiterKilledWhileBlockedLeavesTheMutexCleanForOthe
     std::uint64_t value = 0;
   };
   auto* s = make<Shared>();
-  watch("mutex", [s] { return s->mutex.holder(); });
+  watch_lock("mutex", [s] { return s->mutex.holder(); });
   (void)s->mutex.acquire();  // this process holds it
-  auto doomed = framework::ChildProcess::fork([s] {
+  auto doomed = start([s](fixtures::ChildContext&) {
     MutexGuard guard(s->mutex);  // blocks
     ++s->value;
-    return 0;
   });
   let_it_block();
-  test::kill_now(doomed);
-  auto survivor = framework::ChildProcess::fork([s] {
+  doomed.kill();
+  auto survivor = start([s](fixtures::ChildContext&) {
     MutexGuard guard(s->mutex);
-    if (guard.owner_died()) return 1;  // the dead waiter never held it
+    ASSERT_FALSE(guard.owner_died());  // the dead waiter never held it
     ++s->value;
-    return 0;
   });
   let_it_block();
   s->mutex.release();
-  EXPECT_TRUE(finish(survivor).success());
+  EXPECT_TRUE(survivor.finish().ok());
   EXPECT_EQ(s->value, 1U);
   EXPECT_EQ(s->mutex.acquire(), LockResult::Acquired);
   s->mutex.release();
@@ -52,19 +50,15 @@ TEST_F(WaiterKilledTest, RecursiveMutexWaiterKilledWhileBlockedLeavesItCleanForO
   auto* mutex = make<RecursiveMutex>();
   (void)mutex->acquire();
   (void)mutex->acquire();
-  auto doomed = framework::ChildProcess::fork([mutex] {
-    (void)mutex->acquire();
-    return 0;
-  });
+  auto doomed = start([mutex](fixtures::ChildContext&) { (void)mutex->acquire(); });
   let_it_block();
-  test::kill_now(doomed);
+  doomed.kill();
   mutex->release();
   mutex->release();
-  auto survivor = framework::ChildProcess::fork([mutex] {
-    return mutex->acquire_until(std::chrono::steady_clock::now() + 10s) == LockResult::Acquired ? 0
-                                                                                                : 1;
+  auto survivor = start([mutex](fixtures::ChildContext&) {
+    EXPECT_EQ(mutex->acquire_until(std::chrono::steady_clock::now() + 10s), LockResult::Acquired);
   });
-  EXPECT_TRUE(finish(survivor).success());
+  EXPECT_TRUE(survivor.finish().ok());
 }
 
 struct Table {
@@ -76,41 +70,41 @@ struct Table {
 
 TEST_F(WaiterKilledTest, AReaderKilledWhileQueuedBehindAWriterWedgesNobody) {
   auto* t = make<Table>();
-  watch("table writer", [t] { return t->lock.writer(); });
+  watch_lock("table writer", [t] { return t->lock.writer(); });
   ASSERT_EQ(t->lock.acquire(), LockResult::Acquired);  // this process writes
-  auto doomed = framework::ChildProcess::fork([t] {
+  auto doomed = start([t](fixtures::ChildContext&) {
     (void)t->lock.acquire_shared();  // queued behind the writer
-    return 0;
   });
   let_it_block();
-  test::kill_now(doomed);
+  doomed.kill();
   ++t->left;
   ++t->right;
   t->lock.release();
-  auto writer = framework::ChildProcess::fork([t] {
+  auto writer = start([t](fixtures::ChildContext&) {
     if (t->lock.acquire_until(std::chrono::steady_clock::now() + 10s) != LockResult::Acquired) {
-      return 1;
+      {
+        ADD_FAILURE() << "reached a step it must not reach";
+        return;
+      }
     }
     ++t->left;
     ++t->right;
     t->lock.release();
-    return 0;
   });
-  EXPECT_TRUE(finish(writer).success());
+  EXPECT_TRUE(writer.finish().ok());
   EXPECT_EQ(t->left, 2U);
   EXPECT_EQ(t->right, 2U);
 }
 
 TEST_F(WaiterKilledTest, AWriterKilledWhileWaitingForReadersWedgesNobody) {
   auto* t = make<Table>();
-  watch("table writer", [t] { return t->lock.writer(); });
+  watch_lock("table writer", [t] { return t->lock.writer(); });
   ASSERT_EQ(t->lock.acquire_shared(), LockResult::Acquired);  // this process reads
-  auto doomed = framework::ChildProcess::fork([t] {
+  auto doomed = start([t](fixtures::ChildContext&) {
     (void)t->lock.acquire();  // holds the writer mutex, drains readers: blocks on us
-    return 0;
   });
   let_it_block();
-  test::kill_now(doomed);
+  doomed.kill();
   t->lock.release_shared();
   // The dead writer held the writer mutex: the next acquirer repairs (nothing
   // was written, so the repair finds the data consistent).
@@ -127,12 +121,9 @@ TEST_F(WaiterKilledTest, AWriterKilledWhileWaitingForReadersWedgesNobody) {
 TEST_F(WaiterKilledTest, ASemaphoreWaiterKilledWhileBlockedTakesNoUnitsWithIt) {
   auto* pool = make<Semaphore>(1U);
   pool->acquire();
-  auto doomed = framework::ChildProcess::fork([pool] {
-    pool->acquire();
-    return 0;
-  });
+  auto doomed = start([pool](fixtures::ChildContext&) { pool->acquire(); });
   let_it_block();
-  test::kill_now(doomed);
+  doomed.kill();
   pool->release();
   EXPECT_EQ(pool->available(), 1U);
   EXPECT_TRUE(pool->acquire_until(std::chrono::steady_clock::now() + 1s));
@@ -141,15 +132,16 @@ TEST_F(WaiterKilledTest, ASemaphoreWaiterKilledWhileBlockedTakesNoUnitsWithIt) {
 
 TEST_F(WaiterKilledTest, ASetterKilledRightAfterSettingStillReleasesTheWaiters) {
   auto* event = make<Event>();
-  auto waiter = framework::ChildProcess::fork([event] { return event->wait_for(10s) ? 0 : 1; });
+  auto waiter = start([event](fixtures::ChildContext&) { EXPECT_TRUE(event->wait_for(10s)); });
   let_it_block();
-  auto setter = framework::ChildProcess::fork([event] {
-    event->set();
-    ::kill(::getpid(), SIGKILL);
-    return 0;
-  });
-  EXPECT_EQ(finish(setter).signal, SIGKILL);
-  EXPECT_TRUE(finish(waiter).success());
+  auto setter = start(
+      [event](fixtures::ChildContext&) {
+        event->set();
+        ::kill(::getpid(), SIGKILL);
+      },
+      {.expected_signal = SIGKILL});
+  EXPECT_TRUE(setter.finish().ok());
+  EXPECT_TRUE(waiter.finish().ok());
 }
 
 }  // namespace
