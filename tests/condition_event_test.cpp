@@ -117,13 +117,18 @@ TEST_F(ConditionVariableTest, AMutexHolderKilledDuringAWaitSurfacesAsOwnerDiedOn
     reported->set();
   });
   wait_for_waiters(1);
-  auto killer = start([c](fixtures::ChildContext&) {
+  auto* notified = make<Event>();
+  auto killer = start([c, notified](fixtures::ChildContext&) {
     MutexGuard guard(c->mutex);
     c->value = 7;
     c->changed.notify_all();
+    notified->set();
     ::pause();  // dies holding the mutex
   });
-  sys::sleep_ns(30'000'000);
+  // Killed only once it holds the mutex and has notified (a fixed sleep here
+  // once killed it before it took the mutex, on a loaded machine: then
+  // nobody notified, and the waiter waited for good).
+  ASSERT_TRUE(fixtures::await(*notified));
   killer.kill();
   EXPECT_TRUE(w.finish().ok());
   EXPECT_TRUE(reported->is_set());

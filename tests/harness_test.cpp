@@ -19,11 +19,15 @@
 namespace shmutils::framework {
 namespace {
 
-RunOptions quick_options(std::uint64_t seed) {
+// Runs bounded by kills: on a loaded (or sanitized) machine a run takes
+// longer, never sees less. The duration is the deadline (a run that cannot
+// reach its kills gives up after 50 times it, with a violation).
+RunOptions quick_options(std::uint64_t seed, std::uint64_t kills = 40) {
   RunOptions options;
   options.seed = seed;
   options.workers = 3;
-  options.duration_s = 1.5;
+  options.max_kills = kills;
+  options.duration_s = 2;
   options.watchdog_s = 5;
   options.victim_stacks_kept = 2;
   return options;
@@ -64,8 +68,7 @@ TEST(HarnessTest, EveryBuiltInScenarioPassesUnderKillsWithItsFaultPointsExercise
 TEST(HarnessTest, APublishThatIsNotAtomicWithTheAllocationShowsUpAsLeakedBytes) {
   auto leaky = make_leaky_churn_scenario();
   RunOptions options = quick_options(5);
-  options.duration_s = 3;
-  options.kills_per_s = 400;
+  options.max_kills = 200;
   RunReport report = Harness().run(*leaky, options);
   EXPECT_FALSE(report.ok()) << describe(report);
   EXPECT_GT(report.leaked_bytes, 0U) << describe(report);
@@ -79,8 +82,7 @@ TEST(HarnessTest, APublishThatIsNotAtomicWithTheAllocationShowsUpAsLeakedBytes) 
 TEST(HarnessTest, AThreadedCallerGetsItsWorkersFromTheZygote) {
   ASSERT_GT(sys::thread_count(), 1U);
   CounterScenario scenario;
-  RunOptions options = quick_options(8);
-  options.duration_s = 0.5;
+  RunOptions options = quick_options(8, 10);
   RunReport report = Harness().run(scenario, options);
   EXPECT_EQ(report.worker_source, "zygote");
   EXPECT_TRUE(report.ok()) << describe(report);
@@ -112,7 +114,7 @@ TEST(HarnessTest, WorkersMapTheSegmentAtTheirOwnAddresses) {
 
 TEST(HarnessTest, ASkippedRepairIsCaughtAndItsReplayCatchesItAgain) {
   CounterScenario broken(CounterScenario::Bug::SkipRepair);
-  RunOptions options = quick_options(1234);
+  RunOptions options = quick_options(1234, 300);
   RunReport report = Harness().run(broken, options);
   ASSERT_FALSE(report.ok()) << "a counter whose repair is skipped passed:\n" << describe(report);
   EXPECT_NE(report.violations.front().find("increments completed"), std::string::npos);
@@ -167,7 +169,14 @@ class AbsolutePointerScenario : public Scenario {
 TEST(HarnessTest, AnAbsolutePointerInTheSegmentIsCaughtByAddressPerturbation) {
   AbsolutePointerScenario scenario;
   RunOptions options = quick_options(5);
-  options.duration_s = 0.5;
+  // No kills: every worker's first operation crashes, and the run ends at the
+  // first crash however slowly workers start; the duration is a deadline.
+  options.kills_per_s = 0;
+  options.stalls_per_s = 0;
+  options.point_death_share = 0;
+  options.max_kills = 0;
+  options.duration_s = 120;
+  options.watchdog_s = 120;
   RunReport report = Harness().run(scenario, options);
   ASSERT_FALSE(report.ok()) << describe(report);
   EXPECT_NE(report.violations.front().find("crashed with SIGSEGV"), std::string::npos)
@@ -176,6 +185,9 @@ TEST(HarnessTest, AnAbsolutePointerInTheSegmentIsCaughtByAddressPerturbation) {
       << "the crash comes with the faulting stack:\n"
       << report.diagnostics;
   options.perturb = false;
+  options.kills_per_s = 400;
+  options.max_kills = 20;
+  options.duration_s = 2;
   EXPECT_TRUE(Harness().run(scenario, options).ok()) << "without perturbation the bug hides";
 }
 
@@ -205,7 +217,15 @@ TEST(HarnessTest, AWorkerWithMalformedArgumentsRefusesToRun) {
 TEST(HarnessTest, ASpawnedWorkerThatCrashesIsReportedWithItsStack) {
   AbsolutePointerScenario scenario;
   RunOptions options = quick_options(5);
-  options.duration_s = 0.5;
+  // No kills: a spawned worker starts slowly (an exec; longer under ASan on a
+  // loaded machine) and must reach its first operation, which crashes. The
+  // run ends at the crash; the duration is only a deadline.
+  options.kills_per_s = 0;
+  options.stalls_per_s = 0;
+  options.point_death_share = 0;
+  options.max_kills = 0;
+  options.duration_s = 120;
+  options.watchdog_s = 120;
   options.mode = WorkerMode::Spawn;
   RunReport report = Harness().run(scenario, options);
   ASSERT_FALSE(report.ok()) << describe(report);
@@ -269,6 +289,10 @@ TEST(HarnessTest, AFaultPointDeathIsPlannedFromTheSeedAndLandsWhereItWasPlanned)
   options.kills_per_s = 0;  // only planned deaths
   options.stalls_per_s = 0;
   options.point_death_share = 1.0;
+  // Bounded by time: a worker planned at a point it never reaches (a repair
+  // no kill calls for) lives on, so no number of kills is sure to come. What
+  // is asserted holds for any number of them.
+  options.max_kills = 0;
   RunReport report = Harness().run(scenario, options);
   ASSERT_TRUE(report.ok()) << describe(report);
   std::uint64_t point_kills = 0;

@@ -39,9 +39,12 @@ ExitStatus run_shmtorture(const std::vector<std::string>& args, std::chrono::sec
 TEST(ShmtortureTest, WritesTheJsonContractAndASelfContainedHtmlTimeline) {
   std::string json_path = temp_path("report.json");
   std::string html_path = temp_path("report.html");
-  auto status = run_shmtorture({"--scenario", "counter", "--scenario", "semaphore", "--duration",
-                                "0.5", "--seed", "77", "--json", json_path, "--html", html_path},
-                               std::chrono::seconds(60));
+  // Bounded by kills (the duration is the deadline): a loaded machine takes
+  // longer, never sees fewer.
+  auto status = run_shmtorture({"--scenario", "counter", "--scenario", "semaphore", "--kills", "20",
+                                "--duration", "2", "--seed", "77", "--json", json_path, "--html",
+                                html_path},
+                               std::chrono::seconds(200));
   EXPECT_TRUE(status.success()) << status.to_string();
   nlohmann::json report = nlohmann::json::parse(std::ifstream(json_path));
   ::unlink(json_path.c_str());
@@ -87,7 +90,8 @@ TEST(ShmtortureTest, SpawnModeWorkersAttachFromDescriptorsAndPass) {
   RunOptions options;
   options.seed = 5;
   options.workers = 3;
-  options.duration_s = 2.0;
+  options.duration_s = 2.0;  // the deadline: bounded by kills
+  options.max_kills = 6;
   options.kills_per_s = 20;  // an exec'd worker takes a while to start (longer under sanitizers)
   options.mode = WorkerMode::Spawn;
   options.worker_program = SHMUTILS_SHMTORTURE_PATH;
