@@ -65,6 +65,15 @@ class Walker {
   bool slot_alive(std::uint32_t slot);
   std::string type_name(std::uint32_t id) const;
   bool walk_blocks();
+  struct Header {
+    std::uint64_t granules;
+    heap::State state;
+  };
+  std::optional<Header> check_header(std::uint64_t block, std::uint64_t prev_granules);
+  void count_free_block(std::uint64_t block, std::uint64_t payload, bool prev_free);
+  void count_live(std::uint64_t object, std::uint64_t size, heap::State state);
+  void walk_span(std::uint64_t block, std::uint64_t g, std::uint64_t payload, heap::State state);
+  bool check_arena_end(std::uint64_t block);
   void check_bins();
   void check_classes();
   void check_slots();
@@ -122,134 +131,120 @@ std::string Walker::type_name(std::uint32_t id) const {
   return std::string(entry->name.data(), std::min<std::size_t>(entry->length, entry->name.size()));
 }
 
-bool Walker::walk_blocks() {
+// One header of the block walk, its word read once: nullopt when the walk
+// cannot go on past it (its size runs out of the arena, or it lies outside
+// the mapping).
+std::optional<Walker::Header> Walker::check_header(std::uint64_t block,
+                                                   std::uint64_t prev_granules) {
+  const auto* h = get<heap::BlockHeader>(block);
+  if (h == nullptr) {
+    problem("block at " + at_offset(block) + " lies outside the mapping");
+    return std::nullopt;
+  }
+  std::uint64_t word = h->word.load(std::memory_order_acquire);
+  std::uint64_t g = heap::BlockHeader::granules_of(word);
+  heap::State state = heap::BlockHeader::state_of(word);
+  if (g == 0 || g > (end_ - block) / kGranule) {
+    problem("block at " + at_offset(block) + " has size " + std::to_string(g * kGranule) +
+            ", running past the arena's end (blocks overlap or the header is torn)");
+    return std::nullopt;
+  }
+  if (h->check != heap::BlockHeader::check_for(block, g)) {
+    problem("block at " + at_offset(block) + ": header check does not match");
+  }
+  if (!heap_stale_ && h->prev_granules != prev_granules) {
+    problem("block at " + at_offset(block) + ": previous-size field " +
+            std::to_string(h->prev_granules * kGranule) + ", the block before has " +
+            std::to_string(prev_granules * kGranule));
+  }
+  if (!state.valid_bits() || state.kind() == heap::Kind::Cached ||
+      state.kind() == heap::Kind::Sentinel) {
+    problem("block at " + at_offset(block) + ": invalid state word " + std::to_string(state.word));
+  }
+  return Header{g, state};
+}
+
+void Walker::count_free_block(std::uint64_t block, std::uint64_t payload, bool prev_free) {
   HeapStats& s = audit_.stats;
-  std::uint64_t block = begin_;
-  std::uint64_t prev_granules = 0;
-  bool prev_free = false;
-  const std::uint64_t max_blocks = (end_ - begin_) / kGranule + 1;
-  for (std::uint64_t n = 0; block < end_ && n < max_blocks; ++n) {
-    const auto* h = get<heap::BlockHeader>(block);
-    if (h == nullptr) {
-      problem("block at " + at_offset(block) + " lies outside the mapping");
-      return false;
-    }
-    std::uint64_t word = h->word.load(std::memory_order_acquire);
-    std::uint64_t g = heap::BlockHeader::granules_of(word);
-    heap::State state = heap::BlockHeader::state_of(word);
-    if (g == 0 || g > (end_ - block) / kGranule) {
-      problem("block at " + at_offset(block) + " has size " + std::to_string(g * kGranule) +
-              ", running past the arena's end (blocks overlap or the header is torn)");
-      return false;
-    }
-    if (h->check != heap::BlockHeader::check_for(block, g)) {
-      problem("block at " + at_offset(block) + ": header check does not match");
-    }
-    if (!heap_stale_ && h->prev_granules != prev_granules) {
-      problem("block at " + at_offset(block) + ": previous-size field " +
-              std::to_string(h->prev_granules * kGranule) + ", the block before has " +
-              std::to_string(prev_granules * kGranule));
-    }
-    if (!state.valid_bits() || state.kind() == heap::Kind::Cached ||
-        state.kind() == heap::Kind::Sentinel) {
-      problem("block at " + at_offset(block) + ": invalid state word " +
-              std::to_string(state.word));
-    }
-    ++s.blocks;
-    s.metadata += kGranule;
-    const std::uint64_t payload = (g - 1) * kGranule;
-    switch (state.kind()) {
+  if (prev_free && !heap_stale_) {
+    problem("free blocks at " + at_offset(block) + " and before it were not coalesced");
+  }
+  s.free += payload;
+  ++s.free_blocks;
+  s.largest_free = std::max(s.largest_free, payload);
+  free_blocks_.insert(block);
+}
+
+// A reserved or published object (a large block's payload, or a span's
+// object): counted, its dead owner's holdings noted, listed.
+void Walker::count_live(std::uint64_t object, std::uint64_t size, heap::State state) {
+  HeapStats& s = audit_.stats;
+  s.live += size;
+  ++s.live_count;
+  (state.kind() == heap::Kind::Reserved ? s.reserved : s.published) += size;
+  if (state.kind() == heap::Kind::Reserved && !slot_alive(state.owner())) {
+    ++dead_holdings_[state.owner()].reserved;
+  }
+  if (entries.size() < 1'000'000) {
+    entries.push_back({object, size, state.kind(), state.owner(), type_name(state.type())});
+  }
+}
+
+void Walker::walk_span(std::uint64_t block, std::uint64_t g, std::uint64_t payload,
+                       heap::State state) {
+  HeapStats& s = audit_.stats;
+  std::uint64_t span = block + kGranule;
+  const auto* header = get<heap::SpanHeader>(span);
+  const std::uint32_t c = state.type();
+  bool geometry_ok = header != nullptr && c < heap::kClassCount &&
+                     (block - begin_) % heap::kSpanBytes == 0 && g == heap::kSpanBytes / kGranule &&
+                     header->class_index == c;
+  const detail::ClassGeometry* geometry =
+      c < heap::kClassCount ? &detail::class_geometry(c) : nullptr;
+  geometry_ok = geometry_ok && header->object_count == geometry->object_count &&
+                header->data_offset == geometry->data_offset;
+  if (!geometry_ok) {
+    problem("span at " + at_offset(span) + " has a broken header or is off the span grid");
+    s.metadata += payload;
+    return;
+  }
+  std::uint64_t region = (block - begin_) / heap::kSpanBytes;
+  const auto* mark = get<std::atomic<std::uint8_t>>(layout_.span_map_offset + region);
+  if (!heap_stale_ && (mark == nullptr || mark->load() != 1)) {
+    problem("span at " + at_offset(span) + " is missing from the span map");
+  }
+  const auto* states = get<std::atomic<std::uint32_t>>(span + sizeof(heap::SpanHeader));
+  SpanInfo info{c, 0, header->in_partial};
+  s.metadata += payload - std::uint64_t{geometry->object_count} * geometry->object_size;
+  ++s.spans;
+  for (std::uint32_t i = 0; i < geometry->object_count; ++i) {
+    heap::State os{states[i].load(std::memory_order_acquire)};
+    const std::uint64_t object =
+        span + geometry->data_offset + std::uint64_t{i} * geometry->object_size;
+    switch (os.kind()) {
       case heap::Kind::Free:
-        if (prev_free && !heap_stale_) {
-          problem("free blocks at " + at_offset(block) + " and before it were not coalesced");
-        }
-        s.free += payload;
-        ++s.free_blocks;
-        s.largest_free = std::max(s.largest_free, payload);
-        free_blocks_.insert(block);
+        ++info.free_count;
+        s.free += geometry->object_size;
+        break;
+      case heap::Kind::Cached:
+        s.cached += geometry->object_size;
+        ++cached_by_slot_class_[std::uint64_t{os.owner()} << 8 | c];
+        if (!slot_alive(os.owner())) ++dead_holdings_[os.owner()].cached;
         break;
       case heap::Kind::Reserved:
-      case heap::Kind::Published: {
-        s.live += payload;
-        ++s.live_count;
-        (state.kind() == heap::Kind::Reserved ? s.reserved : s.published) += payload;
-        if (state.kind() == heap::Kind::Reserved && !slot_alive(state.owner())) {
-          ++dead_holdings_[state.owner()].reserved;
-        }
-        if (entries.size() < 1'000'000) {
-          entries.push_back(
-              {block + kGranule, payload, state.kind(), state.owner(), type_name(state.type())});
-        }
-        break;
-      }
-      case heap::Kind::Span: {
-        std::uint64_t span = block + kGranule;
-        const auto* header = get<heap::SpanHeader>(span);
-        const std::uint32_t c = state.type();
-        bool geometry_ok = header != nullptr && c < heap::kClassCount &&
-                           (block - begin_) % heap::kSpanBytes == 0 &&
-                           g == heap::kSpanBytes / kGranule && header->class_index == c;
-        const detail::ClassGeometry* geometry =
-            c < heap::kClassCount ? &detail::class_geometry(c) : nullptr;
-        geometry_ok = geometry_ok && header->object_count == geometry->object_count &&
-                      header->data_offset == geometry->data_offset;
-        if (!geometry_ok) {
-          problem("span at " + at_offset(span) + " has a broken header or is off the span grid");
-          s.metadata += payload;
-          break;
-        }
-        std::uint64_t region = (block - begin_) / heap::kSpanBytes;
-        const auto* mark = get<std::atomic<std::uint8_t>>(layout_.span_map_offset + region);
-        if (!heap_stale_ && (mark == nullptr || mark->load() != 1)) {
-          problem("span at " + at_offset(span) + " is missing from the span map");
-        }
-        const auto* states = get<std::atomic<std::uint32_t>>(span + sizeof(heap::SpanHeader));
-        SpanInfo info{c, 0, header->in_partial};
-        s.metadata += payload - std::uint64_t{geometry->object_count} * geometry->object_size;
-        ++s.spans;
-        for (std::uint32_t i = 0; i < geometry->object_count; ++i) {
-          heap::State os{states[i].load(std::memory_order_acquire)};
-          const std::uint64_t object =
-              span + geometry->data_offset + std::uint64_t{i} * geometry->object_size;
-          switch (os.kind()) {
-            case heap::Kind::Free:
-              ++info.free_count;
-              s.free += geometry->object_size;
-              break;
-            case heap::Kind::Cached:
-              s.cached += geometry->object_size;
-              ++cached_by_slot_class_[std::uint64_t{os.owner()} << 8 | c];
-              if (!slot_alive(os.owner())) ++dead_holdings_[os.owner()].cached;
-              break;
-            case heap::Kind::Reserved:
-            case heap::Kind::Published:
-              s.live += geometry->object_size;
-              ++s.live_count;
-              (os.kind() == heap::Kind::Reserved ? s.reserved : s.published) +=
-                  geometry->object_size;
-              if (os.kind() == heap::Kind::Reserved && !slot_alive(os.owner())) {
-                ++dead_holdings_[os.owner()].reserved;
-              }
-              if (entries.size() < 1'000'000) {
-                entries.push_back(
-                    {object, geometry->object_size, os.kind(), os.owner(), type_name(os.type())});
-              }
-              break;
-            default:
-              problem("object at " + at_offset(object) + " has an invalid state word " +
-                      std::to_string(os.word));
-              s.metadata += geometry->object_size;
-          }
-        }
-        spans_[span] = info;
-        break;
-      }
-      default: s.metadata += payload; break;
+      case heap::Kind::Published: count_live(object, geometry->object_size, os); break;
+      default:
+        problem("object at " + at_offset(object) + " has an invalid state word " +
+                std::to_string(os.word));
+        s.metadata += geometry->object_size;
     }
-    prev_granules = g;
-    prev_free = state.kind() == heap::Kind::Free;
-    block += g * kGranule;
   }
+  spans_[span] = info;
+}
+
+// After the walk: it must end at the sentinel, and every span-map mark must
+// have its span.
+bool Walker::check_arena_end(std::uint64_t block) {
   if (block != end_) {
     problem("the blocks do not end at the sentinel");
     return false;
@@ -260,8 +255,7 @@ bool Walker::walk_blocks() {
     problem("the arena's sentinel block is missing");
     return false;
   }
-  s.metadata += kGranule;
-  // Span map entries without a span behind them.
+  audit_.stats.metadata += kGranule;
   if (!heap_stale_) {
     for (std::uint64_t r = 0; r < layout_.span_map_size; ++r) {
       const auto* mark = get<std::atomic<std::uint8_t>>(layout_.span_map_offset + r);
@@ -272,6 +266,35 @@ bool Walker::walk_blocks() {
     }
   }
   return true;
+}
+
+// Every block from the arena's start to its sentinel, each header read once.
+bool Walker::walk_blocks() {
+  HeapStats& s = audit_.stats;
+  std::uint64_t block = begin_;
+  std::uint64_t prev_granules = 0;
+  bool prev_free = false;
+  const std::uint64_t max_blocks = (end_ - begin_) / kGranule + 1;
+  for (std::uint64_t n = 0; block < end_ && n < max_blocks; ++n) {
+    const std::optional<Header> header = check_header(block, prev_granules);
+    if (!header) return false;
+    const std::uint64_t g = header->granules;
+    const heap::State state = header->state;
+    ++s.blocks;
+    s.metadata += kGranule;
+    const std::uint64_t payload = (g - 1) * kGranule;
+    switch (state.kind()) {
+      case heap::Kind::Free: count_free_block(block, payload, prev_free); break;
+      case heap::Kind::Reserved:
+      case heap::Kind::Published: count_live(block + kGranule, payload, state); break;
+      case heap::Kind::Span: walk_span(block, g, payload, state); break;
+      default: s.metadata += payload; break;
+    }
+    prev_granules = g;
+    prev_free = state.kind() == heap::Kind::Free;
+    block += g * kGranule;
+  }
+  return check_arena_end(block);
 }
 
 void Walker::check_bins() {

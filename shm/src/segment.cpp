@@ -7,23 +7,18 @@
 #include <cstring>
 #include <limits>
 
+#include "segment_init.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/sys.hpp"
 
 namespace shmutils {
 
-SHMUTILS_FAULT_POINT(fp_init_after_create, "segment.init.after_create");
-SHMUTILS_FAULT_POINT(fp_init_after_truncate, "segment.init.after_truncate");
 SHMUTILS_FAULT_POINT(fp_init_before_publish, "segment.init.before_publish");
 
 namespace {
 
 constexpr std::size_t kRegionAlignment = 64;
-constexpr std::uint64_t kPollNs = 1'000'000;  // 1 ms between looks at an initializing segment
-// An object that is uninitialized with nobody holding the init flock may be
-// one whose creator has not yet reached flock: act on it only after this.
-constexpr std::uint64_t kCreatorGraceNs = 100'000'000;
 
 std::size_t align_up(std::size_t value, std::size_t alignment) {
   return (value + alignment - 1) / alignment * alignment;
@@ -69,8 +64,9 @@ Layout plan_layout(std::uint32_t max_processes, const SegmentOptions* heap_optio
   return layout;
 }
 
-// Writes a fresh header and registry into `base`; publishes the magic last.
-void format(std::byte* base, std::size_t size, const SegmentOptions& options) {
+}  // namespace
+
+void detail::format_segment(std::byte* base, std::size_t size, const SegmentOptions& options) {
   Layout layout = plan_layout(options.max_processes, options.heap ? &options : nullptr, size);
   auto* header = reinterpret_cast<SegmentHeader*>(base);
   header->magic.store(0, std::memory_order_relaxed);
@@ -100,6 +96,8 @@ void format(std::byte* base, std::size_t size, const SegmentOptions& options) {
   fp_init_before_publish.reached();
   header->magic.store(kSegmentMagic, std::memory_order_release);
 }
+
+namespace {
 
 void check_size(const std::string& object, std::size_t size, const SegmentOptions& options) {
   const std::uint32_t max_processes = options.max_processes;
@@ -141,25 +139,6 @@ void check_size(const std::string& object, std::size_t size, const SegmentOption
                 std::to_string(size) + " bytes; the header and a registry of " +
                     std::to_string(max_processes) + " processes need " + std::to_string(minimum));
   }
-}
-
-// What the header's first word says, read from the object without mapping it.
-enum class InitState { Ready, NotYet, Foreign, Truncated };
-
-InitState peek_state(int fd, std::uint64_t object_size) {
-  if (object_size == 0) return InitState::NotYet;
-  std::uint64_t magic = 0;
-  const std::size_t n = sys::read_at(fd, std::as_writable_bytes(std::span(&magic, 1)), 0);
-  // Bytes that are not our magic make it someone else's file, whatever its size.
-  if (n == sizeof(magic) && magic != 0 && magic != kSegmentMagic) return InitState::Foreign;
-  if (n > 0 && n < sizeof(magic)) return InitState::Foreign;
-  // Initialization sizes the object in one step from 0: a segment that cannot
-  // hold its header was cut down by someone else.
-  if (object_size < sizeof(SegmentHeader)) {
-    return magic == kSegmentMagic ? InitState::Truncated : InitState::Foreign;
-  }
-  if (magic == kSegmentMagic) return InitState::Ready;
-  return InitState::NotYet;
 }
 
 }  // namespace
@@ -259,103 +238,12 @@ Segment Segment::adopt(ShmObject object, const SegmentOptions& options) {
   return attach_object(std::move(object), false, 0, options);
 }
 
-namespace {
-
-// Group or other write access hands the segment to other users (see
-// docs/security.md): said once per segment unless the caller said it is meant.
-void warn_if_writable_by_others(const ShmObject& object, const SegmentOptions& options) {
-  if (options.writable_by_others || object.anonymous()) return;
-  const mode_t mode = object.stat().st_mode & 07777;
-  if ((mode & 022) == 0) return;
-  char octal[8];
-  std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode));
-  const std::string line = "shmutils: " + object.describe() + " was created with mode " + octal +
-                           ": other users may write it, and so corrupt it, stall its locks and "
-                           "forge its records (docs/security.md); "
-                           "SegmentOptions::writable_by_others says this is meant\n";
-  (void)sys::write_all(STDERR_FILENO, line);
-}
-
-}  // namespace
-
 Segment Segment::attach_object(ShmObject object, bool created, std::size_t create_size,
                                const SegmentOptions& options) {
   const std::string described = object.describe();
   Segment segment;
   segment.object_ = std::move(object);
-  const int fd = segment.object_.fd();
-  const bool can_initialize = create_size > 0 && segment.object_.writable();
-  const std::uint64_t start = sys::monotonic_ns();
-  const auto timeout_ns = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(options.init_timeout).count());
-  std::uint64_t unowned_since = 0;  // when "uninitialized, nobody initializing" was first seen
-
-  // Initialization protocol: whoever holds the flock while the magic is not
-  // published initializes. The creator takes it first; if it dies, the kernel
-  // drops its flock and an opener that may create takes over.
-  for (;;) {
-    std::uint64_t object_size = segment.object_.size();
-    InitState state = peek_state(fd, object_size);
-    if (state == InitState::Ready) break;
-    if (state == InitState::Foreign) {
-      throw Error(ErrorKind::BadMagic, described, "open", "not a shmutils segment");
-    }
-    if (state == InitState::Truncated) {
-      throw Error(ErrorKind::Truncated, described, "open",
-                  std::to_string(object_size) + " bytes cannot hold a segment header");
-    }
-    if (sys::try_flock_exclusive(fd, described)) {
-      object_size = segment.object_.size();
-      state = peek_state(fd, object_size);
-      std::uint64_t now = sys::monotonic_ns();
-      if (unowned_since == 0) unowned_since = now;
-      bool creator_surely_gone = created || now - unowned_since >= kCreatorGraceNs;
-      if (state == InitState::NotYet && can_initialize && creator_surely_gone) {
-        try {
-          if (created) fp_init_after_create.reached();
-          segment.object_.resize(0);  // drop whatever a dead initializer left
-          segment.object_.resize(create_size);
-          fp_init_after_truncate.reached();
-          segment.map_whole(create_size, options.address_hint);
-          format(segment.base(), create_size, options);
-        } catch (...) {
-          sys::flock_unlock(fd, described);
-          // A creator that cannot finish leaves no half-made name behind.
-          if (created && !segment.object_.anonymous()) {
-            ShmObject::unlink_if_exists(segment.object_.name());
-          }
-          throw;
-        }
-        sys::flock_unlock(fd, described);
-        segment.finish_attach(validate_header(segment.header(), create_size, segment.name()),
-                              options);
-        if (created) warn_if_writable_by_others(segment.object_, options);
-        return segment;
-      }
-      sys::flock_unlock(fd, described);
-      if (state == InitState::Ready) break;
-      if (!can_initialize && creator_surely_gone) {
-        if (object_size == 0) {
-          throw Error(ErrorKind::NotInitialized, described, "open",
-                      "empty (0 bytes) and nobody is initializing it: a creator that died at "
-                      "once, or not a shmutils segment; unlink it");
-        }
-        throw Error(ErrorKind::NotInitialized, described, "open",
-                    "its creator died before finishing initialization (" +
-                        std::to_string(object_size) +
-                        " bytes, no initializer alive); unlink it, or open it with "
-                        "open_or_create to take over");
-      }
-    } else {
-      unowned_since = 0;  // someone is initializing right now
-    }
-    if (sys::monotonic_ns() - start >= timeout_ns) {
-      throw Error(ErrorKind::Timeout, described, "open",
-                  "still not initialized after " + std::to_string(options.init_timeout.count()) +
-                      " ms (another process holds the init lock)");
-    }
-    sys::sleep_ns(kPollNs);
-  }
+  if (segment.initialize_or_await(created, create_size, options)) return segment;
 
   std::uint64_t object_size = segment.object_.size();
   if (object_size < sizeof(SegmentHeader)) {

@@ -188,6 +188,9 @@ class Segment {
  private:
   static Segment attach_object(ShmObject object, bool created, std::size_t create_size,
                                const SegmentOptions& options);
+  // The init protocol (segment_init.cpp): true when this process formatted
+  // the segment (it is then attached), false when another did (attach it).
+  bool initialize_or_await(bool created, std::size_t create_size, const SegmentOptions& options);
   void map_whole(std::size_t size, void* hint);
   void finish_attach(const SegmentLayout& layout, const SegmentOptions& options);
   std::string describe() const { return object_.describe(); }
