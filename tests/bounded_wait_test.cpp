@@ -8,6 +8,7 @@
 #include <string>
 
 #include "shmctl_support.hpp"
+#include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/segment_test.hpp"
 #include "shmutils/framework/child_process.hpp"
 #include "shmutils/shm/error.hpp"
@@ -58,12 +59,13 @@ TEST_F(RegistryWaitTest, AReapLockHeldByAStoppedProcessEndsReapsAndOpensWithTime
   expect_timeout([&] { segment_.reap_dead(); }, {"reap lock", "stopped"});
   // A third slot held by a dead process fills the table: an open must reap,
   // and cannot take the reap lock.
-  auto dead = framework::ChildProcess::fork([this] {
-    Segment mine = Segment::open(name_);
-    sys::raise_signal(SIGKILL);
-    return 0;
-  });
-  ASSERT_EQ(dead.wait().signal, SIGKILL);
+  auto dead = fixtures::start_child(
+      [this](fixtures::ChildContext&) {
+        Segment mine = Segment::open(name_);
+        sys::raise_signal(SIGKILL);
+      },
+      {.expected_signal = SIGKILL});
+  ASSERT_TRUE(dead.finish().ok());
   expect_timeout([&] { Segment::open(name_, Access::ReadWrite, {.lock_timeout = 300ms}); },
                  {"reap lock", "stopped"});
   ToolRun tool = shmctl({"--json", "--timeout", "0.3", "reap", name_});
@@ -95,9 +97,9 @@ TEST_F(HeapWaitTest, AHeapLockHeldByAForgedLiveHolderEndsAllocateWithTimeout) {
 }
 
 TEST_F(HeapWaitTest, AHeapLockHeldByADeadTidWithNoPidEndsAllocateWithTimeout) {
-  auto ghost = framework::ChildProcess::fork([] { return 0; });
+  auto ghost = fixtures::start_child([](fixtures::ChildContext&) {});
   const pid_t dead = ghost.pid();
-  ASSERT_TRUE(ghost.wait().success());
+  ASSERT_TRUE(ghost.finish().ok());
   heap_lock().futex().word.store(static_cast<std::uint32_t>(dead));
   expect_timeout([&] { (void)segment_.heap().allocate(64 << 10); },
                  {"heap lock", "an unrecorded pid"});

@@ -108,13 +108,12 @@ TEST_F(ContainersTest, AQueueDeliversEveryCommittedElementExactlyOnce) {
   auto* queue = segment_.names().construct<SharedQueue<std::uint64_t>>("queue", 64U);
   constexpr int kProducers = 3;
   constexpr std::uint64_t kEach = 3000;
-  std::vector<framework::ChildProcess> producers;
+  std::vector<fixtures::RunningChild> producers;
   for (int p = 0; p < kProducers; ++p) {
-    producers.push_back(framework::ChildProcess::fork([&, p] {
+    producers.push_back(fixtures::start_child([&, p](fixtures::ChildContext&) {
       Segment own = attach_child();
       auto* q = own.names().find<SharedQueue<std::uint64_t>>("queue");
       for (std::uint64_t i = 0; i < kEach; ++i) q->push(own.heap(), std::uint64_t(p) << 32 | i);
-      return 0;
     }));
   }
   std::vector<std::uint64_t> next(kProducers, 0);
@@ -126,7 +125,7 @@ TEST_F(ContainersTest, AQueueDeliversEveryCommittedElementExactlyOnce) {
     ASSERT_LT(producer, std::uint64_t{kProducers});
     ASSERT_EQ(*value & 0xffffffffU, next[producer]++) << "FIFO per producer";
   }
-  for (auto& p : producers) EXPECT_TRUE(p.wait_for(std::chrono::seconds(10)).value().success());
+  for (auto& p : producers) EXPECT_TRUE(p.finish().ok());
   EXPECT_FALSE(queue->try_pop(heap()).has_value());
   EXPECT_FALSE(
       queue->pop_until(heap(), std::chrono::steady_clock::now() + std::chrono::milliseconds(20))

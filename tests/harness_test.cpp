@@ -114,7 +114,7 @@ TEST(HarnessTest, WorkersMapTheSegmentAtTheirOwnAddresses) {
 
 TEST(HarnessTest, ASkippedRepairIsCaughtAndItsReplayCatchesItAgain) {
   CounterScenario broken(CounterScenario::Bug::SkipRepair);
-  RunOptions options = quick_options(1234, 300);
+  RunOptions options = quick_options(1234, 120);
   RunReport report = Harness().run(broken, options);
   ASSERT_FALSE(report.ok()) << "a counter whose repair is skipped passed:\n" << describe(report);
   EXPECT_NE(report.violations.front().find("increments completed"), std::string::npos);

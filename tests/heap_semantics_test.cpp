@@ -220,19 +220,15 @@ TEST_F(SemanticsTest, RacingFindOrConstructBuildsExactlyOnce) {
     Counted() { shared_constructions->fetch_add(1); }
     std::uint64_t value = 5;
   };
-  std::vector<framework::ChildProcess> children;
+  std::vector<fixtures::RunningChild> children;
   for (int c = 0; c < 4; ++c) {
-    children.push_back(framework::ChildProcess::fork([&] {
+    children.push_back(fixtures::start_child([&](fixtures::ChildContext&) {
       Segment own = attach_child();
       shared_constructions = reinterpret_cast<std::atomic<int>*>(table(own, 1));
-      return own.names().find_or_construct<Counted>("once")->value == 5 ? 0 : 1;
+      EXPECT_EQ(own.names().find_or_construct<Counted>("once")->value, 5U);
     }));
   }
-  for (auto& child : children) {
-    auto status = child.wait_for(std::chrono::seconds(30));
-    ASSERT_TRUE(status.has_value());
-    EXPECT_TRUE(status->success());
-  }
+  for (auto& child : children) EXPECT_TRUE(child.finish().ok());
   EXPECT_EQ(shared_constructions->load(), 1);
 }
 

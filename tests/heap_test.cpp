@@ -207,9 +207,9 @@ TEST_F(HeapTest, ADetachingProcessGivesBackItsCachesAndReservations) {
 
 TEST_F(HeapTest, ProcessesAllocateAndFreeConcurrently) {
   constexpr int kChildren = 4;
-  std::vector<framework::ChildProcess> children;
+  std::vector<fixtures::RunningChild> children;
   for (int c = 0; c < kChildren; ++c) {
-    children.push_back(framework::ChildProcess::fork([&, c] {
+    children.push_back(fixtures::start_child([&, c](fixtures::ChildContext&) {
       Segment own = attach_child();
       Heap& h = own.heap();
       std::mt19937_64 random(static_cast<std::uint64_t>(c));
@@ -225,7 +225,8 @@ TEST_F(HeapTest, ProcessesAllocateAndFreeConcurrently) {
           auto [offset, size] = mine[pick];
           const std::byte* p = h.pointer(offset);
           for (std::size_t k = 0; k < size; ++k) {
-            if (p[k] != std::byte(c + 1)) return 3;  // someone else wrote into our block
+            // Someone else wrote into our block?
+            ASSERT_EQ(p[k], std::byte(c + 1)) << "byte " << k << " of the block at " << offset;
           }
           h.free(offset);
           mine[pick] = mine.back();
@@ -233,14 +234,9 @@ TEST_F(HeapTest, ProcessesAllocateAndFreeConcurrently) {
         }
       }
       for (auto [offset, size] : mine) h.free(offset);
-      return 0;
     }));
   }
-  for (auto& child : children) {
-    auto status = child.wait_for(std::chrono::seconds(60));
-    ASSERT_TRUE(status.has_value()) << "child " << child.pid() << " hung";
-    EXPECT_TRUE(status->success()) << status->to_string();
-  }
+  for (auto& child : children) EXPECT_TRUE(child.finish().ok());
   expect_healthy("after concurrent churn");
   EXPECT_EQ(heap().stats().live, 0U);
 }

@@ -82,7 +82,7 @@ TEST(PassAnonymousTest, AnAnonymousSegmentTravelsOverAUnixSocket) {
   test::ListRoot* root = test::build_list(segment, kNodes);
   std::uint64_t root_offset = segment.to_offset(root);
   auto [parent_end, child_end] = sys::socket_pair();
-  auto child = framework::ChildProcess::fork([&, fd = child_end.get()] {
+  auto child = fixtures::start_child([&, fd = child_end.get()](fixtures::ChildContext&) {
     // Drop everything inherited: the segment must arrive through the socket.
     std::byte* old_base = segment.base();
     std::size_t old_size = segment.mapped_size();
@@ -93,13 +93,11 @@ TEST(PassAnonymousTest, AnAnonymousSegmentTravelsOverAUnixSocket) {
                                   .hint = old_base});
     Segment received = receive_segment(fd);
     auto* mine = SegmentHandle<test::ListRoot>(root_offset).resolve(received);
-    return test::walk_and_change(received, mine, 0);
+    EXPECT_EQ(test::walk_and_change(received, mine, 0), 0);
   });
   // The child blocks in receive_segment until this send.
   send_segment(parent_end.get(), segment);
-  auto status = child.wait_for(std::chrono::seconds(30));
-  ASSERT_TRUE(status.has_value()) << "receiver hung";
-  ASSERT_TRUE(status->success()) << status->to_string();
+  ASSERT_TRUE(child.finish().ok());
   expect_changed_elsewhere(segment, root);
 }
 

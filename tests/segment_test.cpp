@@ -226,14 +226,13 @@ INSTANTIATE_TEST_SUITE_P(AtEveryInitPoint, DeadCreatorTest,
 
 TEST(SegmentInitTest, AStuckCreatorMakesOpenersTimeOutInsteadOfHanging) {
   fixtures::ScopedSegmentName guard("stuck-creator");
-  auto child = framework::ChildProcess::fork([&] {
+  auto child = fixtures::start_child([&](fixtures::ChildContext&) {
     FaultHookFunction stall_before_publish([](const FaultPoint& point, std::uint64_t) {
       if (point.name() == "segment.init.before_publish") ::pause();
       return FaultAction::Continue;
     });
     ScopedFaultHook stall(stall_before_publish);
     Segment::create(guard.name(), 1 << 20);
-    return 0;
   });
   // Wait for the creator to reach the stall (the object exists with its size).
   std::uint64_t until = sys::monotonic_ns() + 10'000'000'000ULL;

@@ -109,13 +109,12 @@ TEST_F(ShmctlTest, AuditFindsACorruptedBlockHeader) {
 TEST_F(ShmctlTest, ASegmentTruncatedWhileItIsReadGivesTruncatedNotSigbus) {
   for (std::size_t i = 0; i < 20; ++i) (void)segment_.heap().allocate(1000 + i * 100);
   const std::string name = guard_.name();
-  auto truncator = framework::ChildProcess::fork([name] {
+  auto truncator = fixtures::start_child([name](fixtures::ChildContext&) {
     ShmObject object = ShmObject::open(name, "r+");
     for (;;) {
       (void)::ftruncate(object.fd(), 8192);
       (void)::ftruncate(object.fd(), 4 << 20);
     }
-    return 0;
   });
   int truncated = 0;
   for (int run = 0; run < 16; ++run) {

@@ -41,10 +41,10 @@ TEST(ShmtortureTest, WritesTheJsonContractAndASelfContainedHtmlTimeline) {
   std::string html_path = temp_path("report.html");
   // Bounded by kills (the duration is the deadline): a loaded machine takes
   // longer, never sees fewer.
-  auto status = run_shmtorture({"--scenario", "counter", "--scenario", "semaphore", "--kills", "20",
-                                "--duration", "2", "--seed", "77", "--json", json_path, "--html",
-                                html_path},
-                               std::chrono::seconds(200));
+  auto status =
+      run_shmtorture({"--scenario", "counter", "--scenario", "semaphore", "--kills", "20",
+                      "--duration", "2", "--seed", "77", "--json", json_path, "--html", html_path},
+                     std::chrono::seconds(200));
   EXPECT_TRUE(status.success()) << status.to_string();
   nlohmann::json report = nlohmann::json::parse(std::ifstream(json_path));
   ::unlink(json_path.c_str());

@@ -1,4 +1,5 @@
 #include "shmutils/shm/sys.hpp"
+#include "shmutils/fixtures/children.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -32,10 +33,7 @@ TEST(SysTest, StartTimeNamesALiveProcessAndNotAZombieOrAFreePid) {
 }
 
 TEST(SysTest, ChildPidsListsExactlyThisProcesssChildren) {
-  auto child = framework::ChildProcess::fork([] {
-    ::pause();
-    return 0;
-  });
+  auto child = fixtures::start_child([](fixtures::ChildContext&) { ::pause(); });
   auto children = sys::child_pids(::getpid());
   EXPECT_NE(std::find(children.begin(), children.end(), child.pid()), children.end());
   child.kill();
