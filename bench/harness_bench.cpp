@@ -14,7 +14,7 @@
 #include "shmutils/framework/stack_capture.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::bench {
 namespace {

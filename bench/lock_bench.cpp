@@ -17,7 +17,7 @@
 #include "shmutils/shm/event.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::bench {
 namespace {

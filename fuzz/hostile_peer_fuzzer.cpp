@@ -33,7 +33,7 @@
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/shm_object.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 // SanitizerCoverage's inline 8-bit counters of this program (one section:
 // the library is linked statically).

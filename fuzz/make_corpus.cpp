@@ -8,7 +8,7 @@
 #include <string>
 
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 using namespace shmutils;
 

@@ -16,7 +16,7 @@
 #include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/segment_header.hpp"
 #include "shmutils/shm/shm_object.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace {
 

@@ -23,7 +23,11 @@ if direct=$(git grep -nE "(^|[^:[:alnum:]_])::($os_calls)\(" -- 'shm/*.cpp' 'shm
   echo "lint: OS calls outside shmutils::sys (add a function to shm/src/sys.cpp)" >&2
   exit 1
 fi
-mapfile -t library < <(git ls-files 'shm/src/*.cpp' 'framework/src/*.cpp' 'fixtures/src/*.cpp' 'properties/src/*.cpp' 'tools/*.cpp')
+# The library, the tools and the tests (their headers, shm/src/*.hpp and
+# tests/*.hpp, through HeaderFilterRegex). offset_ptr_test.cpp is left to g++:
+# clang 14's ranges cannot take libstdc++ 12's subrange of offset_ptr.
+mapfile -t library < <(git ls-files 'shm/src/*.cpp' 'framework/src/*.cpp' 'fixtures/src/*.cpp' \
+  'properties/src/*.cpp' 'tools/*.cpp' 'tests/*.cpp' ':!tests/offset_ptr_test.cpp')
 # One clang-tidy per core, a few files each: as long as the slowest share, not the sum.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -11,11 +11,11 @@
 #include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/segment_test.hpp"
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/detail/heap_layout.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
-#include "shmutils/shm/heap_layout.hpp"
 #include "shmutils/shm/name_directory.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "stopped_holder.hpp"
 
 namespace shmutils {

@@ -6,9 +6,9 @@
 #include <csignal>
 #include <stdexcept>
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
 
 namespace shmutils::framework {
 namespace {

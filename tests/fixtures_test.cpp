@@ -21,8 +21,8 @@
 #include "shmutils/framework/builtin_scenarios.hpp"
 #include "shmutils/framework/child_process.hpp"
 #include "shmutils/framework/pid_namespace.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/mutex.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
 
 namespace shmutils::fixtures {

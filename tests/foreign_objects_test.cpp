@@ -14,9 +14,9 @@
 #include "shmutils/fixtures/crash_cleanup.hpp"
 #include "shmutils/fixtures/unique_name.hpp"
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
 
 namespace shmutils::test {

@@ -14,7 +14,7 @@
 #include "shmutils/framework/builtin_scenarios.hpp"
 #include "shmutils/framework/scenario.hpp"
 #include "shmutils/framework/witness.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::framework {
 namespace {

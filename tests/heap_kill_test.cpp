@@ -9,7 +9,7 @@
 #include "heap_test_support.hpp"
 #include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/test_seed.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::test {
 namespace {

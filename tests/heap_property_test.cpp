@@ -29,7 +29,7 @@ bool frees_twice(const AllocationStep& step) { return step.pick % 4 == 0; }
 Segment make_heap_segment() {
   SegmentOptions options;
   options.heap = true;
-  options.user_size = 64 * 1024;
+  options.user_size = std::size_t{64} * 1024;
   return Segment::create_anonymous(4 << 20, options);
 }
 
@@ -47,9 +47,10 @@ RC_GTEST_PROP(HeapProperty, LiveBlocksAreDisjointIntactAndCountedExactly, ()) {
   // A block overlapping another overwrites it: each block's bytes are checked
   // when it is freed and at the end.
   auto intact = [&](std::uint64_t offset) {
-    const auto& [size, value] = live.at(offset);
+    const auto& block = live.at(offset);
     const std::byte* p = heap.pointer(offset);
-    return std::all_of(p, p + size, [&](std::byte b) { return b == std::byte{value}; });
+    return std::all_of(p, p + block.first,
+                       [&](std::byte b) { return b == std::byte{block.second}; });
   };
   for (const AllocationStep& step : steps) {
     switch (step.kind) {

@@ -5,7 +5,7 @@
 
 #include "heap_test_support.hpp"
 #include "shmutils/fixtures/children.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::test {
 namespace {

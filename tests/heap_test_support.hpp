@@ -37,7 +37,7 @@ class HeapTest : public ::testing::Test {
   void SetUp() override {
     SegmentOptions options;
     options.heap = true;
-    options.user_size = 64 * 1024;
+    options.user_size = std::size_t{64} * 1024;
     segment_ = Segment::create_anonymous(8 << 20, options);
   }
 

@@ -8,8 +8,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "shmutils/shm/detail/heap_layout.hpp"
 #include "shmutils/shm/error.hpp"
-#include "shmutils/shm/heap_layout.hpp"
 #include "shmutils/shm/name_directory.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "test_support.hpp"

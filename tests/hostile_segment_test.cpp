@@ -40,7 +40,7 @@ void expect_clean_outcome(const std::string& name) {
 RC_GTEST_PROP(HostileSegmentProperty, ArbitraryBytesNeverCrashOpen,
               (const std::vector<std::uint8_t>& noise)) {
   fixtures::ScopedSegmentName guard("noise");
-  const auto size = *rc::gen::inRange<std::size_t>(1, 3 * 4096);
+  const auto size = *rc::gen::inRange<std::size_t>(1, std::size_t{3} * 4096);
   std::vector<std::uint8_t> bytes = noise;
   if (*rc::gen::arbitrary<bool>() && bytes.size() >= 8) {
     std::memcpy(bytes.data(), &kSegmentMagic, 8);  // get past the magic check

@@ -11,8 +11,8 @@
 
 #include "shmutils/fixtures/unique_name.hpp"
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/shm_object.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
 
 namespace shmutils {

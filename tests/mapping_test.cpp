@@ -7,10 +7,10 @@
 
 #include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/unique_name.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/mapping_registry.hpp"
 #include "shmutils/shm/shm_object.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
 
 namespace shmutils {

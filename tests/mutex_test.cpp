@@ -12,10 +12,10 @@
 
 #include "shmutils/fixtures/shared_objects_test.hpp"
 #include "shmutils/framework/kill_at.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/process_registry.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
 
 namespace shmutils {

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "shmutils/framework/pid_namespace.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::test {
 

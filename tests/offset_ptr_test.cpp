@@ -11,11 +11,11 @@
 #include <vector>
 
 #include "shmutils/shm/atomic_tagged_offset.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/mapping.hpp"
 #include "shmutils/shm/segment_handle.hpp"
 #include "shmutils/shm/shm_object.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "shmutils/shm/type_name.hpp"
 
 namespace shmutils {
@@ -46,7 +46,8 @@ TEST(OffsetPtrTest, CopiesRecomputeTheDistanceButMemcpyDoesNot) {
   EXPECT_EQ(b.get(), &target);
   EXPECT_NE(a.distance(), b.distance()) << "each stores its own distance";
   alignas(offset_ptr<int>) std::array<std::byte, sizeof(offset_ptr<int>)> raw{};
-  std::memcpy(raw.data(), &a, sizeof a);
+  std::memcpy(raw.data(), &a,
+              sizeof a);  // NOLINT(bugprone-undefined-memory-manipulation): on purpose
   auto* copied = reinterpret_cast<offset_ptr<int>*>(raw.data());
   EXPECT_NE(copied->get(), &target) << "a byte copy keeps the distance, not the target";
   EXPECT_EQ(copied->distance(), a.distance());

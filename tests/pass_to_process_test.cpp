@@ -10,8 +10,8 @@
 #include "linked_list.hpp"
 #include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/segment_test.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/segment_handle.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
 
 namespace shmutils {

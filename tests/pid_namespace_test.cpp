@@ -10,10 +10,10 @@
 #include "shmctl_support.hpp"
 #include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/segment_test.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/semaphore.hpp"
-#include "shmutils/shm/sys.hpp"
 
 namespace shmutils {
 namespace {

@@ -8,10 +8,10 @@
 #include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/segment_test.hpp"
 #include "shmutils/framework/kill_at.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
 
 namespace shmutils {

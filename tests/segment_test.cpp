@@ -12,9 +12,9 @@
 #include "shmutils/fixtures/segment_test.hpp"
 #include "shmutils/fixtures/unique_name.hpp"
 #include "shmutils/framework/kill_at.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
 
 namespace shmutils {

@@ -13,10 +13,10 @@
 #include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/unique_name.hpp"
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/shared_vector.hpp"
 #include "shmutils/shm/shm_object.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
 
 namespace shmutils::test {

@@ -14,8 +14,8 @@
 #include "shmutils/framework/child_process.hpp"
 #include "shmutils/framework/harness.hpp"
 #include "shmutils/framework/pid_namespace.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
-#include "shmutils/shm/sys.hpp"
 
 namespace shmutils::framework {
 namespace {
@@ -224,7 +224,7 @@ TEST(ShmtortureTest, SigintAndSigtermStopTheRunAndWriteReportsMarkedInterrupted)
     sys::sleep_ns(300'000'000);  // well into the first scenario (any moment would do)
     ASSERT_TRUE(torture.signal(signal));
     auto status = torture.wait_for(std::chrono::seconds(60));
-    ASSERT_TRUE(status.has_value()) << "still running after " << strsignal(signal);
+    ASSERT_TRUE(status.has_value()) << "still running after " << sys::signal_name(signal);
     EXPECT_EQ(status->exit_code, 128 + signal) << status->to_string();
     nlohmann::json report = nlohmann::json::parse(std::ifstream(json_path));
     EXPECT_EQ(report["interrupted"], true);

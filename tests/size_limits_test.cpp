@@ -10,9 +10,9 @@
 
 #include "shmutils/fixtures/segment_test.hpp"
 #include "shmutils/fixtures/unique_name.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
 #include "test_support.hpp"
 
 namespace shmutils {

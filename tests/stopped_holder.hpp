@@ -7,9 +7,9 @@
 #include <string>
 
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
 
 namespace shmutils::test {
 

@@ -11,8 +11,8 @@
 
 #include "shmutils/framework/kill_at.hpp"
 #include "shmutils/framework/stack_capture.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/fault_point.hpp"
-#include "shmutils/shm/sys.hpp"
 
 namespace shmutils::framework {
 namespace {

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   }
   try {
     auto handle = shmutils::PortableHandle<shmutils::test::ListRoot>::parse(argv[1]);
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): an address of the parent, kept free here
     void* parent_base = reinterpret_cast<void*>(std::strtoull(argv[2], nullptr, 16));
     std::size_t parent_size = std::strtoull(argv[3], nullptr, 10);
     shmutils::Mapping guard;

@@ -24,7 +24,7 @@
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace {
 

@@ -17,11 +17,12 @@
 
 #include "cli_checks.hpp"
 #include "printable.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/heap.hpp"
+#include "shmutils/shm/inspection.hpp"
 #include "shmutils/shm/name_directory.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
 
 namespace {
 
@@ -230,33 +231,16 @@ json inspect_json(const Segment& segment, const Facts& facts) {
          {"processes_dead", facts.dead}};
   json locks = json::object();
   if (layout.allocator.size != 0) {
-    const auto* control =
-        reinterpret_cast<const heap::HeapControl*>(segment.base() + layout.allocator.offset);
     j["heap"] = stats_json(*facts.heap);
-    locks["heap"] = holder_json(control->heap_lock.holder());
-    for (std::uint32_t c = 0; c < heap::kClassCount; ++c) {
-      LockHolder holder = control->classes[c].lock.holder();
-      if (holder.pid != 0 || holder.owner_died) {
-        locks["class " + std::to_string(heap::kClassSizes[c])] = holder_json(holder);
-      }
-    }
-    const auto* table = reinterpret_cast<const NameTable*>(segment.base() + layout.names.offset);
-    locks["names"] = holder_json(table->lock.mutex.holder());
-    std::vector<HeapEntry> entries =
-        Heap::dump_offline(segment.base(), segment.mapped_size(), layout.allocator.offset,
-                           layout.allocator.size, segment.registry().view());
+    SegmentInspection inspection = inspect(segment);
+    for (const InspectedLock& lock : inspection.locks) locks[lock.name] = holder_json(lock.holder);
     json named = json::array();
-    NameDirectory directory(const_cast<NameTable*>(table), Heap(), segment.name());
-    for (const NamedObject& object : directory.list()) {
-      std::string type;
-      for (const HeapEntry& entry : entries) {
-        if (entry.offset == object.offset) type = entry.type;
-      }
+    for (const InspectedObject& object : inspection.named_objects) {
       named.push_back({{"name", printable(object.name)},
                        {"offset", object.offset},
                        {"size", object.size},
-                       {"type", printable(type)},
-                       {"ready", object.state == NameState::Ready}});
+                       {"type", printable(object.type)},
+                       {"ready", object.ready}});
     }
     j["named_objects"] = named;
   }

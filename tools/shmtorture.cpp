@@ -19,7 +19,7 @@
 #include "shmutils/framework/harness.hpp"
 #include "shmutils/framework/pid_namespace.hpp"
 #include "shmutils/shm/error.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 using namespace shmutils;
 

@@ -4,7 +4,7 @@
 
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/shm_object.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::framework {
 

@@ -16,7 +16,7 @@
 #include "shmutils/shm/shared_hash_map.hpp"
 #include "shmutils/shm/shared_queue.hpp"
 #include "shmutils/shm/shared_vector.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::framework {
 

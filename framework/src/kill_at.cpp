@@ -2,7 +2,7 @@
 
 #include <csignal>
 
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::framework {
 

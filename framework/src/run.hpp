@@ -11,7 +11,7 @@
 #include "shmutils/framework/harness.hpp"
 #include "shmutils/framework/supervised_child.hpp"
 #include "shmutils/framework/witness.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::framework::detail {
 

@@ -11,7 +11,7 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::framework {
 

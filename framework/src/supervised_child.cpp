@@ -7,7 +7,7 @@
 
 #include "shmutils/framework/stack_capture.hpp"
 #include "shmutils/shm/error.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX declares it nowhere
 

@@ -10,7 +10,7 @@
 #include "shmutils/framework/supervised_child.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::framework {
 namespace detail {

@@ -10,7 +10,7 @@
 
 #include "shmutils/framework/supervised_child.hpp"
 #include "shmutils/shm/error.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "worker_main.hpp"
 #include "zygote_request.hpp"
 

@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "shmutils/fixtures/children.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::properties {
 namespace {

@@ -11,7 +11,7 @@
 #include "shmutils/framework/kill_at.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::properties {
 namespace {

@@ -1,4 +1,4 @@
-#include "shmutils/shm/container_fault_points.hpp"
+#include "shmutils/shm/detail/container_fault_points.hpp"
 
 namespace shmutils::detail {
 SHMUTILS_FAULT_POINT(fp_vector_grown, "container.vector.grown");

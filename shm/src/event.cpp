@@ -2,7 +2,7 @@
 
 #include <climits>
 
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "heap_view.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

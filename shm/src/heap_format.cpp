@@ -5,7 +5,7 @@
 
 #include "heap_view.hpp"
 #include "shmutils/shm/heap.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

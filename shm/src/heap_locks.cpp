@@ -1,7 +1,7 @@
 // The allocator's locks: the heap lock and the class locks (a dead holder's
 // state is repaired before the lock is handed on), and a slot's turn.
 #include "heap_view.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::detail {
 

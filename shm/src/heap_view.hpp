@@ -16,7 +16,7 @@
 
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/heap.hpp"
-#include "shmutils/shm/heap_layout.hpp"
+#include "shmutils/shm/detail/heap_layout.hpp"
 #include "shmutils/shm/process_registry.hpp"
 
 namespace shmutils::detail {

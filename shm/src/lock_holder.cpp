@@ -3,7 +3,7 @@
 #include <array>
 #include <cstdio>
 
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

@@ -8,7 +8,7 @@
 
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/mapping_registry.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

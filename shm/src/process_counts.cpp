@@ -2,7 +2,7 @@
 
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/process_liveness.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

@@ -10,7 +10,7 @@
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

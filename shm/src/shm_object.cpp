@@ -6,7 +6,7 @@
 #include <climits>
 
 #include "shmutils/shm/error.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

@@ -1,4 +1,4 @@
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

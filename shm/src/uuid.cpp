@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "shmutils/shm/error.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::framework {
 

@@ -59,7 +59,7 @@
 #include <utility>
 #include <vector>
 
-#include "shmutils/shm/heap_layout.hpp"
+#include "shmutils/shm/detail/heap_layout.hpp"
 #include "shmutils/shm/process_registry.hpp"
 #include "shmutils/shm/type_name.hpp"
 

@@ -46,7 +46,8 @@ class offset_ptr {
   noexcept {  // NOLINT: implicit like U* -> T*
     set(other.get());
   }
-  offset_ptr& operator=(const offset_ptr& other) noexcept {
+  // Self-assignment is harmless: the target is read before the distance is written.
+  offset_ptr& operator=(const offset_ptr& other) noexcept {  // NOLINT(cert-oop54-cpp)
     set(other.get());
     return *this;
   }
@@ -61,6 +62,7 @@ class offset_ptr {
 
   T* get() const noexcept {
     if (distance_ == 0) return nullptr;
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): an offset pointer is this cast
     return reinterpret_cast<T*>(reinterpret_cast<std::uintptr_t>(this) +
                                 static_cast<std::uintptr_t>(distance_));
   }

@@ -20,7 +20,7 @@
 
 #include "shmutils/shm/heap.hpp"
 #include "shmutils/shm/mutex.hpp"
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

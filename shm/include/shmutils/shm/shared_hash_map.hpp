@@ -27,7 +27,7 @@
 #include <utility>
 #include <vector>
 
-#include "shmutils/shm/container_fault_points.hpp"
+#include "shmutils/shm/detail/container_fault_points.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/heap.hpp"
 #include "shmutils/shm/repairing_lock.hpp"

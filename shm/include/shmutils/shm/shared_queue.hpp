@@ -27,7 +27,7 @@
 #include <type_traits>
 
 #include "shmutils/shm/condition_variable.hpp"
-#include "shmutils/shm/container_fault_points.hpp"
+#include "shmutils/shm/detail/container_fault_points.hpp"
 #include "shmutils/shm/heap.hpp"
 #include "shmutils/shm/repairing_lock.hpp"
 

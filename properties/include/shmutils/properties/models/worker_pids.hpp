@@ -8,7 +8,7 @@
 #include <array>
 #include <atomic>
 
-#include "shmutils/shm/sys.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::properties::models {
 
