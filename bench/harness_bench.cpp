@@ -12,9 +12,9 @@
 #include "shmutils/framework/child_process.hpp"
 #include "shmutils/framework/harness.hpp"
 #include "shmutils/framework/stack_capture.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::bench {
 namespace {

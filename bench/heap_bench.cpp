@@ -18,9 +18,9 @@
 
 #include "comparison.hpp"
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/offset_ptr.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::bench {
 namespace {

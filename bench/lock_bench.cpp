@@ -14,10 +14,10 @@
 
 #include "comparison.hpp"
 #include "shmutils/framework/child_process.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/event.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::bench {
 namespace {

@@ -27,13 +27,13 @@
 #include <span>
 #include <vector>
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/heap.hpp"
 #include "shmutils/shm/mapping.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/shm_object.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 // SanitizerCoverage's inline 8-bit counters of this program (one section:
 // the library is linked statically).

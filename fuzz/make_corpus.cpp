@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <string>
 
-#include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/segment.hpp"
 
 using namespace shmutils;
 

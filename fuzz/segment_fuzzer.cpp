@@ -11,12 +11,12 @@
 #include <span>
 #include <vector>
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/heap.hpp"
 #include "shmutils/shm/segment.hpp"
 #include "shmutils/shm/segment_header.hpp"
 #include "shmutils/shm/shm_object.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace {
 

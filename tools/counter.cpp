@@ -20,11 +20,11 @@
 
 #include "shmutils/framework/child_process.hpp"
 #include "shmutils/framework/kill_at.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/mutex.hpp"
 #include "shmutils/shm/segment.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace {
 

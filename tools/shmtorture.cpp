@@ -18,8 +18,8 @@
 #include "shmutils/framework/builtin_scenarios.hpp"
 #include "shmutils/framework/harness.hpp"
 #include "shmutils/framework/pid_namespace.hpp"
-#include "shmutils/shm/error.hpp"
 #include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/error.hpp"
 
 using namespace shmutils;
 

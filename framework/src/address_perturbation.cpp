@@ -2,9 +2,9 @@
 
 #include <sys/mman.h>
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/shm_object.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::framework {
 

@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "shmutils/framework/scenario.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/heap.hpp"
 #include "shmutils/shm/shared_hash_map.hpp"
 #include "shmutils/shm/shared_queue.hpp"
 #include "shmutils/shm/shared_vector.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::framework {
 

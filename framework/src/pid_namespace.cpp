@@ -1,8 +1,8 @@
 #include "shmutils/framework/pid_namespace.hpp"
 
 #include "shmutils/framework/child_process.hpp"
-#include "shmutils/shm/error.hpp"
 #include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/error.hpp"
 
 namespace shmutils::framework {
 

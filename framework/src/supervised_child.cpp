@@ -6,8 +6,8 @@
 #include <string_view>
 
 #include "shmutils/framework/stack_capture.hpp"
-#include "shmutils/shm/error.hpp"
 #include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/error.hpp"
 
 extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX declares it nowhere
 

@@ -8,9 +8,9 @@
 #include "shmutils/framework/address_perturbation.hpp"
 #include "shmutils/framework/kill_at.hpp"
 #include "shmutils/framework/supervised_child.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils::framework {
 namespace detail {

@@ -9,8 +9,8 @@
 #include <mutex>
 
 #include "shmutils/framework/supervised_child.hpp"
-#include "shmutils/shm/error.hpp"
 #include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/error.hpp"
 #include "worker_main.hpp"
 #include "zygote_request.hpp"
 

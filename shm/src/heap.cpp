@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "heap_view.hpp"
-#include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/fault_point.hpp"
 
 namespace shmutils {
 

@@ -4,8 +4,8 @@
 #include <cstring>
 
 #include "heap_view.hpp"
-#include "shmutils/shm/heap.hpp"
 #include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/heap.hpp"
 
 namespace shmutils {
 

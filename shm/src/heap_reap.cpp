@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "heap_view.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/heap.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

@@ -14,9 +14,9 @@
 #include <string>
 #include <unordered_map>
 
+#include "shmutils/shm/detail/heap_layout.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/heap.hpp"
-#include "shmutils/shm/detail/heap_layout.hpp"
 #include "shmutils/shm/process_registry.hpp"
 
 namespace shmutils::detail {

@@ -6,9 +6,9 @@
 #include <mutex>
 #include <utility>
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/mapping_registry.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

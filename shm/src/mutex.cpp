@@ -1,7 +1,7 @@
 #include "shmutils/shm/mutex.hpp"
 
-#include "shmutils/shm/error.hpp"
 #include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/error.hpp"
 
 namespace shmutils {
 

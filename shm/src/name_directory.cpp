@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

@@ -1,8 +1,8 @@
 #include "shmutils/shm/process_counts.hpp"
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/process_liveness.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

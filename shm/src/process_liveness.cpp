@@ -1,7 +1,7 @@
 #include "shmutils/shm/process_liveness.hpp"
 
-#include "shmutils/shm/process_registry.hpp"
 #include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/process_registry.hpp"
 
 namespace shmutils {
 

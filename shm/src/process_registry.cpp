@@ -7,10 +7,10 @@
 #include <cstring>
 #include <mutex>
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/mapping_registry.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

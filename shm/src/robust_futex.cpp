@@ -10,10 +10,10 @@
 #include <new>
 #include <optional>
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/process_liveness.hpp"
 #include "shmutils/shm/process_registry.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

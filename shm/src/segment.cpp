@@ -8,9 +8,9 @@
 #include <limits>
 
 #include "segment_init.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

@@ -2,9 +2,9 @@
 
 #include <climits>
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 

@@ -5,8 +5,8 @@
 
 #include <climits>
 
-#include "shmutils/shm/error.hpp"
 #include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/error.hpp"
 
 namespace shmutils {
 

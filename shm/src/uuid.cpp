@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "shmutils/shm/error.hpp"
 #include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/error.hpp"
 
 namespace shmutils {
 

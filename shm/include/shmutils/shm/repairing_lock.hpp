@@ -18,9 +18,9 @@
 #include <cstdint>
 #include <optional>
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/heap.hpp"
 #include "shmutils/shm/mutex.hpp"
-#include "shmutils/shm/detail/sys.hpp"
 
 namespace shmutils {
 
