@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <set>
 
+#include "planted_bugs.hpp"
 #include "shmutils/fixtures/children.hpp"
 #include "shmutils/fixtures/crash_cleanup.hpp"
 #include "shmutils/fixtures/fault_injection_test.hpp"
@@ -409,7 +410,7 @@ TEST(FaultInjectionTest, ACorrectCounterSurvivesItsKillPlan) {
 }
 
 TEST(FaultInjectionTest, ASkippedRepairFailsWithTheSeedAndTheReplayCommand) {
-  framework::CounterScenario scenario(framework::CounterScenario::Bug::SkipRepair);
+  framework::SkipRepairCounter scenario;
   KillPlan plan;
   plan.run.seed = 77;
   plan.run.workers = 3;

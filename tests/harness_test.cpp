@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "planted_bugs.hpp"
 #include "shmutils/fixtures/children.hpp"
 #include "shmutils/framework/builtin_scenarios.hpp"
 #include "shmutils/framework/scenario.hpp"
@@ -113,7 +114,7 @@ TEST(HarnessTest, WorkersMapTheSegmentAtTheirOwnAddresses) {
 }
 
 TEST(HarnessTest, ASkippedRepairIsCaughtAndItsReplayCatchesItAgain) {
-  CounterScenario broken(CounterScenario::Bug::SkipRepair);
+  SkipRepairCounter broken;
   RunOptions options = quick_options(1234, 120);
   RunReport report = Harness().run(broken, options);
   ASSERT_FALSE(report.ok()) << "a counter whose repair is skipped passed:\n" << describe(report);
@@ -131,7 +132,7 @@ TEST(HarnessTest, ASkippedRepairIsCaughtAndItsReplayCatchesItAgain) {
 }
 
 TEST(HarnessTest, ANonAtomicCounterUpdateIsCaught) {
-  CounterScenario broken(CounterScenario::Bug::UnlockedIncrement);
+  UnlockedIncrementCounter broken;
   RunReport report = Harness().run(broken, quick_options(99));
   ASSERT_FALSE(report.ok()) << describe(report);
   EXPECT_NE(report.violations.front().find("counter = "), std::string::npos);
@@ -310,10 +311,9 @@ TEST(HarnessTest, AFaultPointDeathIsPlannedFromTheSeedAndLandsWhereItWasPlanned)
 // Every scenario this test program runs, by name: the zygote (started in
 // main, see main.cpp) rebuilds a worker's scenario from its name.
 std::unique_ptr<Scenario> make_test_scenario(std::string_view name) {
-  if (name == "counter-skip-repair")
-    return std::make_unique<CounterScenario>(CounterScenario::Bug::SkipRepair);
+  if (name == "counter-skip-repair") return std::make_unique<SkipRepairCounter>();
   if (name == "counter-unlocked-increment") {
-    return std::make_unique<CounterScenario>(CounterScenario::Bug::UnlockedIncrement);
+    return std::make_unique<UnlockedIncrementCounter>();
   }
   if (name == "absolute_pointer") return std::make_unique<AbsolutePointerScenario>();
   if (name == "hang") return std::make_unique<HangScenario>();

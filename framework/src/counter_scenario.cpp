@@ -13,19 +13,16 @@ SHMUTILS_FAULT_POINT(fp_counter_repairing, "scenario.counter.repairing");
 
 namespace {
 
-struct CounterRoot {
-  Mutex lock;
-  std::uint64_t value;
-};
+using CounterRoot = CounterScenario::Root;
 
 // in_flight words of a worker's record.
 constexpr std::size_t kActive = 0;
 constexpr std::size_t kValueBefore = 1;
 constexpr std::size_t kCompletedBefore = 2;
 
-// Under the lock, after OwnerDied: finish or undo the dead holder's increment.
-// Idempotent: a repairer killed half way leaves a state this resolves again.
-void repair(CounterRoot& root, Witness& witness) {
+}  // namespace
+
+void CounterScenario::repair(CounterRoot& root, Witness& witness) {
   fp_counter_repairing.reached();
   std::uint64_t incarnations = witness.scenario(kIncarnations).load();
   for (std::uint32_t i = 0; i < incarnations; ++i) {
@@ -44,8 +41,6 @@ void repair(CounterRoot& root, Witness& witness) {
   witness.scenario(kRecoveries).fetch_add(1);
 }
 
-}  // namespace
-
 std::vector<std::string> CounterScenario::fault_points() const {
   return {"lock.acquired", "lock.before_release", "scenario.counter.intent_written",
           "scenario.counter.value_incremented", "scenario.counter.repairing"};
@@ -56,30 +51,25 @@ void CounterScenario::setup(Segment& segment, Witness&) {
 }
 
 void CounterScenario::work(WorkerContext& ctx) {
+  while (!ctx.should_stop()) increment(ctx);
+}
+
+void CounterScenario::increment(WorkerContext& ctx) {
   auto& root = ctx.root<CounterRoot>();
   WorkerRecord& record = ctx.record();
-  while (!ctx.should_stop()) {
-    if (bug_ == Bug::UnlockedIncrement) {
-      std::uint64_t seen = root.value;
-      sys::yield();
-      root.value = seen + 1;
-      record.operations.fetch_add(1);
-      continue;
-    }
-    MutexGuard guard(root.lock);
-    if (guard.owner_died()) {
-      if (bug_ != Bug::SkipRepair) repair(root, ctx.witness());
-      guard.mark_consistent();
-    }
-    record.in_flight[kValueBefore].store(root.value);
-    record.in_flight[kCompletedBefore].store(record.operations.load());
-    record.in_flight[kActive].store(1);
-    fp_counter_intent.reached();
-    ++root.value;
-    fp_counter_incremented.reached();
-    record.operations.fetch_add(1);
-    record.in_flight[kActive].store(0);
+  MutexGuard guard(root.lock);
+  if (guard.owner_died()) {
+    repair(root, ctx.witness());
+    guard.mark_consistent();
   }
+  record.in_flight[kValueBefore].store(root.value);
+  record.in_flight[kCompletedBefore].store(record.operations.load());
+  record.in_flight[kActive].store(1);
+  fp_counter_intent.reached();
+  ++root.value;
+  fp_counter_incremented.reached();
+  record.operations.fetch_add(1);
+  record.in_flight[kActive].store(0);
 }
 
 std::vector<std::string> CounterScenario::check(Segment& segment, Witness& witness, bool final) {
@@ -91,7 +81,7 @@ std::vector<std::string> CounterScenario::check(Segment& segment, Witness& witne
           : lock_until(root.lock, std::chrono::steady_clock::now() + std::chrono::milliseconds(2));
   if (!guard) return {};
   if (guard->owner_died()) {
-    if (bug_ != Bug::SkipRepair) repair(root, witness);
+    repair(root, witness);
     guard->mark_consistent();
   }
   std::uint64_t completed = 0;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "shmutils/framework/builtin_scenarios.hpp"
 #include "shmutils/framework/scenario.hpp"
 #include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/heap.hpp"
@@ -118,13 +119,8 @@ void count_recoveries(Witness& witness, std::initializer_list<const char*> point
 
 class AllocatorChurnScenario : public Scenario {
  public:
-  // LeakyPublish: allocates, then stores the offset in a second step (the
-  // mistake allocate-into exists to prevent): a kill in between leaks.
-  enum class Bug { None, LeakyPublish };
-  explicit AllocatorChurnScenario(Bug bug = Bug::None) : bug_(bug) {}
-  std::string_view name() const override {
-    return bug_ == Bug::LeakyPublish ? "allocator_churn-leaky" : "allocator_churn";
-  }
+  explicit AllocatorChurnScenario(std::unique_ptr<ChurnAllocation> step) : step_(std::move(step)) {}
+  std::string_view name() const override { return step_->scenario_name(); }
   std::string_view description() const override {
     return "random allocate-into, reserve/publish, cancel and free_from by every worker; the heap "
            "audits clean, accounting is exact and no byte leaks";
@@ -180,14 +176,9 @@ class AllocatorChurnScenario : public Scenario {
       } else if (std::uint64_t offset = slot.load(); offset != 0) {
         check_tag(heap, offset, tags[index].load(), ctx.witness());
         heap.free_from(slot);
-      } else if (r < 6 && bug_ == Bug::LeakyPublish) {
-        tags[index].store(0);
-        std::uint64_t fresh = heap.allocate(pick_size());
-        sys::yield();  // widens the window a kill can land in
-        slot.store(fresh);
       } else if (r < 6) {
         tags[index].store(0);  // allocate-into blocks carry no tag
-        heap.allocate_into(slot, pick_size());
+        step_->allocate(heap, slot, pick_size());
       } else {
         std::size_t size = pick_size();
         Reservation reservation = heap.reserve(size, r < 9 ? 256 : 16);
@@ -249,7 +240,7 @@ class AllocatorChurnScenario : public Scenario {
   }
 
  private:
-  Bug bug_;
+  std::unique_ptr<ChurnAllocation> step_;
   // Blocks published through reserve carry a tag unique to the publication at
   // both ends and their size in between, so a block handed out twice
   // (overlapping another) is noticed when it is freed.
@@ -418,13 +409,22 @@ class ContainersScenario : public Scenario {
 
 }  // namespace
 
-std::unique_ptr<Scenario> make_leaky_churn_scenario() {
-  return std::make_unique<AllocatorChurnScenario>(AllocatorChurnScenario::Bug::LeakyPublish);
+void ChurnAllocation::allocate(Heap& heap, std::atomic<std::uint64_t>& slot,
+                               std::size_t size) const {
+  heap.allocate_into(slot, size);
+}
+
+std::unique_ptr<Scenario> make_allocator_churn_scenario(std::unique_ptr<ChurnAllocation> step) {
+  return std::make_unique<AllocatorChurnScenario>(std::move(step));
+}
+
+std::unique_ptr<Scenario> make_allocator_churn_scenario() {
+  return make_allocator_churn_scenario(std::make_unique<ChurnAllocation>());
 }
 
 std::vector<std::unique_ptr<Scenario>> heap_scenarios() {
   std::vector<std::unique_ptr<Scenario>> all;
-  all.push_back(std::make_unique<AllocatorChurnScenario>());
+  all.push_back(make_allocator_churn_scenario());
   all.push_back(std::make_unique<ContainersScenario>());
   return all;
 }

@@ -1,8 +1,11 @@
 // The scenarios shmtorture runs: the counter (exact totals under kills) and
 // each lock type under holder kills. Tests reuse them, and plant bugs in
-// them (CounterScenario::Bug) to prove the harness catches what it should.
+// subclasses of their own (CounterScenario's and AllocatorChurnScenario's
+// steps are virtual for that) to prove the harness catches what it should.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -16,23 +19,13 @@ namespace shmutils::framework {
 // dead worker's intent. Invariant: counter == increments completed, exactly.
 class CounterScenario : public Scenario {
  public:
-  enum class Bug {
-    None,
-    SkipRepair,         // owner death is acknowledged but the intent is not resolved
-    UnlockedIncrement,  // the increment is done outside the lock (read, yield, write)
+  // The segment's user area.
+  struct Root {
+    Mutex lock;
+    std::uint64_t value;
   };
-  explicit CounterScenario(Bug bug = Bug::None) : bug_(bug) {}
 
-  // Each planted bug has its own name, so a worker (spawned, or forked by the
-  // zygote) rebuilds the same variant from the name alone.
-  std::string_view name() const override {
-    switch (bug_) {
-      case Bug::SkipRepair: return "counter-skip-repair";
-      case Bug::UnlockedIncrement: return "counter-unlocked-increment";
-      case Bug::None: break;
-    }
-    return "counter";
-  }
+  std::string_view name() const override { return "counter"; }
   std::string_view description() const override {
     return "increments under a robust Mutex; counter == increments completed, exactly";
   }
@@ -42,14 +35,30 @@ class CounterScenario : public Scenario {
   std::vector<std::string> check(Segment& segment, Witness& witness, bool final) override;
   std::vector<NamedLockHolder> lock_holders(Segment& segment) override;
 
- private:
-  Bug bug_;
+ protected:
+  // One operation of a worker: under the lock, with the intent recorded.
+  virtual void increment(WorkerContext& ctx);
+  // Under the lock, after OwnerDied: finish or undo the dead holder's
+  // increment. Idempotent: a repairer killed half way leaves a state this
+  // resolves again.
+  virtual void repair(Root& root, Witness& witness);
 };
 
-// allocator_churn with a planted leak: offsets stored in a second step after
-// allocate (the mistake allocate-into prevents); its name is
-// "allocator_churn-leaky". For tests that prove leaked_bytes catches leaks.
-std::unique_ptr<Scenario> make_leaky_churn_scenario();
+// Workers allocate, reserve, publish, cancel and free at random, every block
+// reachable from the scenario's tables; the heap audits clean, accounting is
+// exact and no byte leaks.
+std::unique_ptr<Scenario> make_allocator_churn_scenario();
+
+// The step of allocator_churn that allocates a block into a table slot
+// (allocate_into: a kill cannot separate the block from its slot). A
+// subclass given to make_allocator_churn_scenario replaces it, with its name.
+class ChurnAllocation {
+ public:
+  virtual ~ChurnAllocation() = default;
+  virtual std::string_view scenario_name() const { return "allocator_churn"; }
+  virtual void allocate(Heap& heap, std::atomic<std::uint64_t>& slot, std::size_t size) const;
+};
+std::unique_ptr<Scenario> make_allocator_churn_scenario(std::unique_ptr<ChurnAllocation> step);
 
 // Every built-in scenario, in the order shmtorture runs them.
 std::vector<std::unique_ptr<Scenario>> builtin_scenarios();
