@@ -81,7 +81,9 @@ class HeapWaitTest : public fixtures::SegmentTest {
  protected:
   SegmentOptions segment_options() const override { return {.lock_timeout = 300ms, .heap = true}; }
   std::size_t segment_size() const override { return 4 << 20; }
-  Mutex& heap_lock() { return const_cast<heap::HeapControl&>(segment_.heap().control()).heap_lock; }
+  Mutex& heap_lock() {
+    return const_cast<heap::HeapControl&>(detail::heap_control(segment_.heap())).heap_lock;
+  }
 };
 
 TEST_F(HeapWaitTest, AHeapLockHeldByAForgedLiveHolderEndsAllocateWithTimeout) {

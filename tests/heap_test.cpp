@@ -44,7 +44,8 @@ TEST_F(HeapTest, AFreshHeapAuditsCleanAndAccountsForEveryByte) {
 TEST_F(HeapTest, AFreeBlockOneGranuleLongerThanASpanIsNotCarvedIntoOne) {
   Heap& heap = segment_.heap();
   std::uint64_t first = heap.allocate(heap::kSpanBytes);  // 1 + 4096 granules, at the arena's start
-  ASSERT_EQ((first - sizeof(heap::BlockHeader) - heap.control().arena_offset) % heap::kSpanBytes,
+  ASSERT_EQ((first - sizeof(heap::BlockHeader) - detail::heap_control(heap).arena_offset) %
+                heap::kSpanBytes,
             0U)
       << "the setup needs the block on the span grid";
   std::uint64_t separator = heap.allocate(8192);

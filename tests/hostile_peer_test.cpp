@@ -28,10 +28,12 @@ class HostilePeerTest : public ::testing::Test {
   Segment segment_ = Segment::create_anonymous(1 << 20, {.max_processes = 4, .heap = true});
   Heap& heap_ = segment_.heap();
 
-  heap::HeapControl& control() { return const_cast<heap::HeapControl&>(heap_.control()); }
+  heap::HeapControl& control() {
+    return const_cast<heap::HeapControl&>(detail::heap_control(heap_));
+  }
   heap::SlotRecord& own_record() {
-    return reinterpret_cast<heap::SlotRecord*>(segment_.base() +
-                                               heap_.control().slots_offset)[heap_.slot()];
+    return reinterpret_cast<heap::SlotRecord*>(
+        segment_.base() + detail::heap_control(heap_).slots_offset)[heap_.slot()];
   }
   heap::FreeLinks& links_of_block(std::uint64_t block) {
     return *reinterpret_cast<heap::FreeLinks*>(segment_.base() + block + sizeof(heap::BlockHeader));
@@ -78,7 +80,7 @@ TEST_F(HostilePeerTest, ASpanListLinkOutOfTheArenaIsCorruptHeapNotAStrayAccess) 
 
 TEST_F(HostilePeerTest, ASpanHeaderNamingNoClassIsCorruptHeap) {
   std::uint64_t object = heap_.allocate(64);
-  const std::uint64_t arena = heap_.control().arena_offset;
+  const std::uint64_t arena = detail::heap_control(heap_).arena_offset;
   const std::uint64_t span =
       arena + (object - arena) / heap::kSpanBytes * heap::kSpanBytes + sizeof(heap::BlockHeader);
   reinterpret_cast<heap::SpanHeader*>(segment_.base() + span)->class_index = 200;

@@ -15,6 +15,7 @@
 #include "shmutils/framework/scenario.hpp"
 #include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/heap.hpp"
+#include "shmutils/shm/inspection.hpp"
 #include "shmutils/shm/shared_hash_map.hpp"
 #include "shmutils/shm/shared_queue.hpp"
 #include "shmutils/shm/shared_vector.hpp"
@@ -75,11 +76,8 @@ std::vector<std::string> heap_problems(Segment& segment, bool final) {
 
 std::vector<NamedLockHolder> heap_lock_holders(Segment& segment) {
   std::vector<NamedLockHolder> holders;
-  const heap::HeapControl& control = segment.heap().control();
-  holders.push_back({"heap", control.heap_lock.holder()});
-  for (std::uint32_t c = 0; c < heap::kClassCount; ++c) {
-    LockHolder h = control.classes[c].lock.holder();
-    if (h.pid != 0) holders.push_back({"heap class " + std::to_string(heap::kClassSizes[c]), h});
+  for (InspectedLock& lock : inspect_locks(segment)) {
+    holders.push_back({lock.name == "heap" ? lock.name : "heap " + lock.name, lock.holder});
   }
   return holders;
 }

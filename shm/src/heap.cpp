@@ -192,7 +192,9 @@ std::uint32_t Heap::slot() const noexcept {
   return view_ != nullptr && view_->slot >= 0 ? static_cast<std::uint32_t>(view_->slot) : ~0U;
 }
 
-const heap::HeapControl& Heap::control() const noexcept { return *view_->control; }
+const heap::HeapControl& detail::heap_control(const Heap& heap) noexcept {
+  return *heap.view_->control;
+}
 
 std::byte* Heap::pointer(std::uint64_t offset) const {
   HeapView& v = checked(view_, "pointer");

@@ -105,6 +105,12 @@ struct HeapView;
 
 class Reservation;
 
+class Heap;
+namespace detail {
+// The heap's control block (internal: shmutils' scenarios and tests read it).
+const heap::HeapControl& heap_control(const Heap& heap) noexcept;
+}  // namespace detail
+
 class Heap {
  public:
   Heap() = default;
@@ -167,7 +173,6 @@ class Heap {
   // This process's registry claim (empty when not registered).
   SlotClaim claim() const noexcept;
   std::uint32_t slot() const noexcept;
-  const heap::HeapControl& control() const noexcept;
 
   // --- used by Segment ------------------------------------------------
   // Bytes of the allocator region for `slots` registry slots and an arena of
@@ -209,6 +214,7 @@ class Heap {
 
  private:
   friend class Reservation;
+  friend const heap::HeapControl& detail::heap_control(const Heap& heap) noexcept;
   std::uint64_t allocate_impl(std::size_t size, std::size_t alignment, heap::Kind kind,
                               std::uint32_t type, std::atomic<std::uint64_t>* dest,
                               bool throw_on_oom);

@@ -40,5 +40,7 @@ struct SegmentInspection {
 };
 
 SegmentInspection inspect(const Segment& segment);
+// The locks alone (cheap: no walk of the heap).
+std::vector<InspectedLock> inspect_locks(const Segment& segment);
 
 }  // namespace shmutils
