@@ -15,5 +15,9 @@ function(shmutils_add_component name)
   install(TARGETS shmutils_${name} EXPORT shmutilsTargets
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
           LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-  install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  # shmutils::sys is ours alone: no installed header includes it (lint.sh
+  # checks), so it is not installed. The other detail/ headers are, because
+  # public templates need them.
+  install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+          PATTERN "sys.hpp" EXCLUDE)
 endfunction()

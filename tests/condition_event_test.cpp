@@ -3,6 +3,7 @@
 
 #include "shmutils/fixtures/shared_objects_test.hpp"
 #include "shmutils/shm/condition_variable.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/event.hpp"
 
 namespace shmutils {

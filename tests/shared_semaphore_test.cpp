@@ -5,6 +5,7 @@
 
 #include "shmutils/fixtures/shared_objects_test.hpp"
 #include "shmutils/framework/kill_at.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "shmutils/shm/semaphore.hpp"

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "shmutils/fixtures/shared_objects_test.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/recursive_mutex.hpp"
 #include "shmutils/shm/semaphore.hpp"
 #include "shmutils/shm/shared_mutex.hpp"

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 
 namespace shmutils::framework {

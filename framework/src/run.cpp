@@ -10,6 +10,7 @@
 #include "shmutils/framework/pid_namespace.hpp"
 #include "shmutils/framework/stack_capture.hpp"
 #include "shmutils/framework/zygote.hpp"
+#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
 #include "shmutils/shm/fault_point.hpp"
 #include "worker_main.hpp"

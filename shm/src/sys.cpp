@@ -487,6 +487,8 @@ void random_bytes(std::span<std::byte> buffer) {
   }
 }
 
+}  // namespace sys
+
 std::string signal_name(int signal) {
   const char* name = ::sigabbrev_np(signal);
   return name != nullptr ? std::string("SIG") + name : "signal " + std::to_string(signal);
@@ -496,6 +498,8 @@ std::string ExitStatus::to_string() const {
   if (exited) return "exit code " + std::to_string(exit_code);
   return "killed by " + signal_name(signal);
 }
+
+namespace sys {
 
 namespace {
 std::atomic<std::uint64_t> g_fork_generation{0};

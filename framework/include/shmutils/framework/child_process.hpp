@@ -21,11 +21,11 @@
 #include <string>
 #include <vector>
 
-#include "shmutils/shm/detail/sys.hpp"
+#include "shmutils/shm/exit_status.hpp"
 
 namespace shmutils::framework {
 
-using ExitStatus = sys::ExitStatus;
+using ExitStatus = shmutils::ExitStatus;
 
 class ChildProcess {
  public:

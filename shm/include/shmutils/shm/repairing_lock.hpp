@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <optional>
 
-#include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/heap.hpp"
 #include "shmutils/shm/mutex.hpp"
 

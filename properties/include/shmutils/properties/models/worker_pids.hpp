@@ -8,17 +8,14 @@
 #include <array>
 #include <atomic>
 
-#include "shmutils/shm/detail/sys.hpp"
-
 namespace shmutils::properties::models {
 
 struct WorkerPids {
   static constexpr int kNone = -1;
   std::array<std::atomic<pid_t>, 16> pids;
 
-  void record(unsigned worker) noexcept {
-    pids.at(worker).store(sys::getpid(), std::memory_order_relaxed);
-  }
+  // Records this process as worker `worker`.
+  void record(unsigned worker) noexcept;
   // The worker whose process is pid, or kNone.
   int worker_of(pid_t pid) const noexcept {
     for (std::size_t i = 0; i < pids.size(); ++i)

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "shmutils/shm/error.hpp"
+#include "shmutils/shm/exit_status.hpp"
 #include "shmutils/shm/unique_fd.hpp"
 
 namespace shmutils::sys {
@@ -169,16 +170,9 @@ void sleep_ns(std::uint64_t ns) noexcept;
 // Fills buffer with bytes from getrandom(2).
 void random_bytes(std::span<std::byte> buffer);
 
-// How a child process ended.
-struct ExitStatus {
-  bool exited = false;  // normal exit with exit_code
-  int exit_code = 0;
-  int signal = 0;  // the signal that killed it when !exited
-  bool success() const noexcept { return exited && exit_code == 0; }
-  std::string to_string() const;  // "exit code 3", "killed by SIGKILL"
-};
-// "SIGSEGV"; "signal 77" for a number without a name.
-std::string signal_name(int signal);
+// How a child process ended (exit_status.hpp).
+using shmutils::ExitStatus;
+using shmutils::signal_name;
 pid_t fork(std::string_view what);
 // Counts the forks this process descends from (bumped in every forked child),
 // so an object can tell it was inherited rather than made here.
