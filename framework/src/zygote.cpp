@@ -66,8 +66,13 @@ std::vector<std::string> split(const std::string& text) {
       // orphaned and handed to the harness (a child subreaper).
       pid_t worker = sys::fork("worker");
       if (worker == 0) {
-        std::uint64_t until = sys::monotonic_ns() + 5'000'000'000ULL;
-        while (sys::getppid() != harness && sys::monotonic_ns() < until) sys::sleep_ns(100'000);
+        // Handed to the harness once the intermediate has exited: that can
+        // take seconds on a loaded machine, so wait as long as the harness
+        // lives (two minutes at most), not a fixed few seconds.
+        std::uint64_t until = sys::monotonic_ns() + 120'000'000'000ULL;
+        while (sys::getppid() != harness && sys::monotonic_ns() < until &&
+               sys::process_state(harness) != sys::ProcessState::Gone)
+          sys::sleep_ns(100'000);
         sys::set_parent_death_signal(SIGKILL);
         if (sys::getppid() != harness) sys::exit_now(71);  // the harness is gone already
         sys::dup2(request.fds[2].get(), STDOUT_FILENO);
