@@ -40,13 +40,13 @@ TEST(FaultPointTest, HookSeesEveryHitNumberedAndCanInjectAFailure) {
 TEST(FaultPointTest, EveryCompiledInPointIsListedBeforeItIsReached) {
   for (const char* name : {"test.point", "segment.init.after_create", "segment.init.after_truncate",
                            "segment.init.before_publish", "registry.attach.after_claim",
-                           "registry.reap.before_free"}) {
+                           "registry.attach.table_full", "registry.reap.before_free"}) {
     FaultPoint* point = find_fault_point(name);
     ASSERT_NE(point, nullptr) << name;
     EXPECT_EQ(point->name(), name);
   }
   EXPECT_EQ(find_fault_point("no.such.point"), nullptr);
-  EXPECT_GE(all_fault_points().size(), 6U);
+  EXPECT_GE(all_fault_points().size(), 7U);
 }
 
 }  // namespace

@@ -127,5 +127,25 @@ TEST_F(ProcessRegistryTest, AFullTableReapsTheDeadBeforeGivingUp) {
   EXPECT_EQ(segment_.registry().reaped_total(), 1U);
 }
 
+// Two attachers find the table full at once; the first reaps every dead slot.
+// The second's own reap then finds nothing to free, yet slots are free: it
+// must look again, not report a table full of live processes (under load this
+// failed replacement workers of the main job).
+TEST_F(ProcessRegistryTest, AFullTableReapedByAnotherAttacherFirstStillAttaches) {
+  std::vector<Segment> attachments;
+  for (int i = 0; i < 2; ++i) attachments.push_back(Segment::open(name_));
+  ASSERT_NE(attach_and_die(), 0);
+  std::size_t reaped_by_the_other = 0;
+  FaultHookFunction another_attacher_reaps([&](const FaultPoint& point, std::uint64_t) {
+    if (point.name() == "registry.attach.table_full" && reaped_by_the_other == 0)
+      reaped_by_the_other = segment_.registry().reap_dead();
+    return FaultAction::Continue;
+  });
+  ScopedFaultHook hook(another_attacher_reaps);
+  Segment late = Segment::open(name_);
+  EXPECT_EQ(reaped_by_the_other, 1U) << "the window was not reached with a dead slot to reap";
+  EXPECT_TRUE(late.registration().valid());
+}
+
 }  // namespace
 }  // namespace shmutils

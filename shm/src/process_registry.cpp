@@ -16,6 +16,7 @@ namespace shmutils {
 
 SHMUTILS_FAULT_POINT(fp_registry_after_claim, "registry.attach.after_claim");
 SHMUTILS_FAULT_POINT(fp_registry_reap_before_free, "registry.reap.before_free");
+SHMUTILS_FAULT_POINT(fp_registry_table_full, "registry.attach.table_full");
 
 namespace {
 
@@ -197,7 +198,7 @@ Registration ProcessRegistry::attach() {
   const std::uint64_t start = sys::own_start_time().value_or(0);
   // A description of our own: its locks die with this process alone.
   UniqueFd liveness = sys::reopen(view_.probe_fd, O_RDONLY, object);
-  for (int round = 0; round < 2; ++round) {
+  for (int round = 0;; ++round) {
     for (std::uint32_t i = 0; i < view_.capacity; ++i) {
       RegistrySlot& slot = view_.table->slot(i);
       if (slot.word.load(std::memory_order_relaxed) != 0) continue;
@@ -219,7 +220,11 @@ Registration ProcessRegistry::attach() {
       Attachments::instance().add_liveness(liveness.get());
       return Registration(view_.table, i, self, std::move(liveness));
     }
-    if (reap_dead() == 0) break;  // nothing to free: the table is full of live processes
+    if (round == 1) break;  // reaped and still full: every slot's process lives
+    fp_registry_table_full.reached();
+    // Look again whatever this reap frees: another attacher that found the
+    // table full too may have reaped the dead slots first.
+    reap_dead();
   }
   throw Error(
       ErrorKind::NoSpace, object, "attach",
