@@ -409,6 +409,19 @@ TEST(FaultInjectionTest, ACorrectCounterSurvivesItsKillPlan) {
   EXPECT_GE(report.kills, 5U);
 }
 
+// The plan explores with the test's seed (a new one per run of the program,
+// SHMUTILS_TEST_SEED to replay) unless the test names one.
+TEST(FaultInjectionTest, ThePlanTakesTheTestsSeedUnlessTheTestSetsOne) {
+  framework::CounterScenario scenario;
+  KillPlan plan;
+  plan.run.workers = 2;
+  plan.run.duration_s = 0.5;
+  plan.run.max_kills = 3;
+  EXPECT_EQ(expect_survives_kills(scenario, plan).seed, test_seed());
+  plan.run.seed = 99;
+  EXPECT_EQ(expect_survives_kills(scenario, plan).seed, 99U);
+}
+
 TEST(FaultInjectionTest, ASkippedRepairFailsWithTheSeedAndTheReplayCommand) {
   framework::SkipRepairCounter scenario;
   KillPlan plan;

@@ -40,6 +40,20 @@ std::string describe(const RunReport& report) {
   return text;
 }
 
+// A run that names no seed picks a fresh one and reports it: runs explore,
+// and the report replays.
+TEST(HarnessTest, ARunWithoutASeedPicksAFreshOneAndReportsIt) {
+  CounterScenario scenario;
+  RunOptions options = quick_options(0, 3);
+  RunReport first = Harness().run(scenario, options);
+  RunReport second = Harness().run(scenario, options);
+  EXPECT_NE(first.seed, 0U);
+  EXPECT_NE(first.seed, second.seed);
+  EXPECT_NE(first.replay_command.find(":seed=" + std::to_string(first.seed) + ":"),
+            std::string::npos)
+      << first.replay_command;
+}
+
 TEST(HarnessTest, EveryBuiltInScenarioPassesUnderKillsWithItsFaultPointsExercised) {
   for (auto& scenario : builtin_scenarios()) {
     RunOptions options = quick_options(42);

@@ -146,6 +146,7 @@ TEST(ShmtortureTest, AReplayTokenCarriesTheWholePlan) {
 // read as some other run; decimals come back exactly.
 TEST(ShmtortureTest, AReplayTokenIsParsedStrictlyAndWithinTheOptionsBounds) {
   RunOptions options;
+  options.seed = 1;
   options.duration_s = 20.0 / 3;  // no short decimal
   options.point_death_share = 0.1;
   const std::string token = replay_token("counter", options);
@@ -159,6 +160,7 @@ TEST(ShmtortureTest, AReplayTokenIsParsedStrictlyAndWithinTheOptionsBounds) {
   // Tokens written out of bounds, with their checks made to match: the bounds
   // of the command line hold for them too.
   RunOptions defaults;
+  defaults.seed = 3;
   defaults.duration_s = 2;
   const std::string full = replay_token("counter", defaults);
   EXPECT_NO_THROW(parse_replay_token(full));
@@ -176,6 +178,7 @@ TEST(ShmtortureTest, AReplayTokenIsParsedStrictlyAndWithinTheOptionsBounds) {
   for (const auto& [field, value] :
        std::vector<std::pair<std::string, std::string>>{{"seed", "12abc"},
                                                         {"seed", "-1"},
+                                                        {"seed", "0"},
                                                         {"workers", "1000"},
                                                         {"workers", "-1"},
                                                         {"workers", "0"},

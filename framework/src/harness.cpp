@@ -1,5 +1,6 @@
 #include "shmutils/framework/harness.hpp"
 
+#include <random>
 #include <sstream>
 
 #include "run.hpp"
@@ -24,9 +25,13 @@ std::string_view to_string(EventKind kind) {
   return "?";
 }
 
-RunReport Harness::run(Scenario& scenario, const RunOptions& options,
+RunReport Harness::run(Scenario& scenario, const RunOptions& requested,
                        const ProgressCallback& progress) {
-  check_run_options(options);
+  check_run_options(requested);
+  RunOptions options = requested;
+  // A fresh seed for every run that names none: runs explore, reports replay.
+  while (options.seed == 0)
+    options.seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
   detail::Run run(scenario, options, progress);
   return run.execute();
 }

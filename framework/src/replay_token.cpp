@@ -107,6 +107,7 @@ ReplaySpec parse_replay_token(std::string_view token) {
     seen.push_back(key);
     if (key == "seed") {
       o.seed = whole(key, value);
+      if (o.seed == 0) bad("seed=0 names no run (a run's seed is never 0)");
     } else if (key == "workers") {
       std::uint64_t workers = whole(key, value);
       if (workers > RunLimits::kMaxWorkers) bad("workers=" + value + " is out of bounds");

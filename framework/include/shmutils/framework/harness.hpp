@@ -42,7 +42,8 @@ enum class WorkerMode {
 };
 
 struct RunOptions {
-  std::uint64_t seed = 1;
+  // 0: the run picks a fresh seed (RunReport::seed and the replay carry it).
+  std::uint64_t seed = 0;
   WorkerMode mode = WorkerMode::Fork;
   // Spawn mode: the program to exec; it must call run_spawned_worker first
   // thing in main. Empty: this program (/proc/self/exe).
