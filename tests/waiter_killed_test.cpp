@@ -1,6 +1,7 @@
 // Every blocking call, with its caller killed while it waits: the survivors
 // proceed and the protected data keeps its invariant.
 #include <gtest/gtest.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "shmutils/fixtures/shared_objects_test.hpp"
@@ -16,8 +17,16 @@ using namespace std::chrono_literals;
 
 class WaiterKilledTest : public fixtures::SharedObjectsTest {
  protected:
-  // Gives a forked waiter time to block in the kernel.
-  static void let_it_block() { sys::sleep_ns(30'000'000); }
+  // Waits until the child sleeps in a futex wait: the blocking call under
+  // test (the child makes no other futex call first). A fixed sleep was not
+  // enough on a loaded machine: the child was killed before it blocked.
+  static void let_it_block(const fixtures::RunningChild& child) {
+    const std::uint64_t deadline = sys::monotonic_ns() + 60'000'000'000ULL;
+    while (sys::blocked_syscall(child.pid()) != SYS_futex) {
+      ASSERT_LT(sys::monotonic_ns(), deadline) << "the child never blocked in a futex wait";
+      sys::sleep_ns(1'000'000);
+    }
+  }
 };
 
 TEST_F(WaiterKilledTest, MutexWaiterKilledWhileBlockedLeavesTheMutexCleanForOthers) {
@@ -32,14 +41,14 @@ TEST_F(WaiterKilledTest, MutexWaiterKilledWhileBlockedLeavesTheMutexCleanForOthe
     MutexGuard guard(s->mutex);  // blocks
     ++s->value;
   });
-  let_it_block();
+  let_it_block(doomed);
   doomed.kill();
   auto survivor = start([s](fixtures::ChildContext&) {
     MutexGuard guard(s->mutex);
     ASSERT_FALSE(guard.owner_died());  // the dead waiter never held it
     ++s->value;
   });
-  let_it_block();
+  let_it_block(survivor);
   s->mutex.release();
   EXPECT_TRUE(survivor.finish().ok());
   EXPECT_EQ(s->value, 1U);
@@ -52,7 +61,7 @@ TEST_F(WaiterKilledTest, RecursiveMutexWaiterKilledWhileBlockedLeavesItCleanForO
   (void)mutex->acquire();
   (void)mutex->acquire();
   auto doomed = start([mutex](fixtures::ChildContext&) { (void)mutex->acquire(); });
-  let_it_block();
+  let_it_block(doomed);
   doomed.kill();
   mutex->release();
   mutex->release();
@@ -76,7 +85,7 @@ TEST_F(WaiterKilledTest, AReaderKilledWhileQueuedBehindAWriterWedgesNobody) {
   auto doomed = start([t](fixtures::ChildContext&) {
     (void)t->lock.acquire_shared();  // queued behind the writer
   });
-  let_it_block();
+  let_it_block(doomed);
   doomed.kill();
   ++t->left;
   ++t->right;
@@ -104,7 +113,7 @@ TEST_F(WaiterKilledTest, AWriterKilledWhileWaitingForReadersWedgesNobody) {
   auto doomed = start([t](fixtures::ChildContext&) {
     (void)t->lock.acquire();  // holds the writer mutex, drains readers: blocks on us
   });
-  let_it_block();
+  let_it_block(doomed);
   doomed.kill();
   t->lock.release_shared();
   // The dead writer held the writer mutex: the next acquirer repairs (nothing
@@ -123,7 +132,7 @@ TEST_F(WaiterKilledTest, ASemaphoreWaiterKilledWhileBlockedTakesNoUnitsWithIt) {
   auto* pool = make<Semaphore>(1U);
   pool->acquire();
   auto doomed = start([pool](fixtures::ChildContext&) { pool->acquire(); });
-  let_it_block();
+  let_it_block(doomed);
   doomed.kill();
   pool->release();
   EXPECT_EQ(pool->available(), 1U);
@@ -134,7 +143,7 @@ TEST_F(WaiterKilledTest, ASemaphoreWaiterKilledWhileBlockedTakesNoUnitsWithIt) {
 TEST_F(WaiterKilledTest, ASetterKilledRightAfterSettingStillReleasesTheWaiters) {
   auto* event = make<Event>();
   auto waiter = start([event](fixtures::ChildContext&) { EXPECT_TRUE(event->wait_for(10s)); });
-  let_it_block();
+  let_it_block(waiter);
   auto setter = start(
       [event](fixtures::ChildContext&) {
         event->set();

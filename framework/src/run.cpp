@@ -265,6 +265,12 @@ void Run::poll_workers() {
   }
 }
 
+bool Run::at_work(const LiveWorker& worker) const {
+  return static_cast<WorkerState>(
+             witness_->worker(worker.incarnation).state.load(std::memory_order_acquire)) ==
+         WorkerState::Running;
+}
+
 bool Run::stopped_at_point(const LiveWorker& worker) const {
   return static_cast<WorkerState>(
              witness_->worker(worker.incarnation).state.load(std::memory_order_acquire)) ==
@@ -301,8 +307,12 @@ void Run::scheduled_actions() {
     if (!victim) {
       by_holder = false;
       victim = plan_.pick(live_.size());
-      // Leave stalled and dying ones be.
-      if (live_[*victim].resume_at_ns != 0 || live_[*victim].dying) victim.reset();
+      // Leave stalled and dying ones be, and those not yet at work: a kill
+      // before the worker attaches tests its start alone, and on a loaded
+      // machine (an exec'd worker under a sanitizer) the start is most of a
+      // worker's life, so the run's kills would all go to it.
+      const LiveWorker& candidate = live_[*victim];
+      if (candidate.resume_at_ns != 0 || candidate.dying || !at_work(candidate)) victim.reset();
     }
     if (victim) {
       kill_worker(*victim, by_holder ? EventKind::KillHolder : EventKind::KillRandom, detail, true);

@@ -72,6 +72,8 @@ class Run {
   bool holds(const LiveWorker& worker, const LockHolder& holder) const;
   // Whether a stopped worker stopped itself at its planned fault point.
   bool stopped_at_point(const LiveWorker& worker) const;
+  // Attached and running its scenario (not starting, stopped at a point or done).
+  bool at_work(const LiveWorker& worker) const;
   std::string all_stacks_and_holders();
   void sample_lock_holds(bool final);
 

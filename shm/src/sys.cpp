@@ -369,6 +369,20 @@ ProcessState process_state(pid_t pid) {
   }
 }
 
+std::optional<long> blocked_syscall(pid_t pid) {
+  if (pid <= 0) return std::nullopt;
+  std::array<char, 64> path{};
+  (void)std::snprintf(path.data(), path.size(), "/proc/%d/syscall", static_cast<int>(pid));
+  int fd = retry_eintr([&] { return ::open(path.data(), O_RDONLY | O_CLOEXEC); });
+  if (fd == -1) return std::nullopt;  // gone, or /proc refuses (another user's process)
+  UniqueFd owner(fd);
+  std::array<char, 32> buffer{};
+  ssize_t n = retry_eintr([&] { return ::read(fd, buffer.data(), buffer.size() - 1); });
+  // "running", or the number of the call it sleeps in followed by its arguments.
+  if (n <= 0 || buffer[0] < '0' || buffer[0] > '9') return std::nullopt;
+  return std::strtol(buffer.data(), nullptr, 10);
+}
+
 std::optional<std::uint64_t> own_start_time() { return start_time_from_stat("/proc/self/stat"); }
 
 std::uint64_t pid_namespace_id() noexcept {

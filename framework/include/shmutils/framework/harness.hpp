@@ -2,10 +2,14 @@
 // kill plan derived from one seed, and reports what happened.
 //
 // Contract
-//   Workers:     forked from the calling process (which should be single
-//                threaded: see DESIGN.md) with PR_SET_PDEATHSIG, so none
-//                outlives the harness, even a SIGKILLed one. Each worker's
-//                exit status, crash signal and output are captured.
+//   Workers:     forked from the calling process with PR_SET_PDEATHSIG, so
+//                none outlives the harness, even a SIGKILLed one. Each
+//                worker's exit status, crash signal and output are captured.
+//                A threaded caller forks safely only while no other thread
+//                holds a lock a worker needs (the allocator's, stdio's): test
+//                programs fork from the zygote instead (see test_main.hpp).
+//   Seed:        RunOptions::seed, or a fresh one when it is 0; the report
+//                carries it and the replay token reproduces the plan.
 //   Addresses:   with perturbation on, every worker maps the segment at its
 //                own random base and turns the inherited range into a guard
 //                (PROT_NONE): a stale absolute pointer faults at once.
@@ -61,7 +65,9 @@ struct RunOptions {
   double kills_per_s = 400;  // harness-initiated kills (random time / lock holder)
   double stalls_per_s = 5;
   double watchdog_s = 5;
-  int worker_nice = 10;  // workers yield the CPU to the harness (see harness.cpp)
+  // Workers yield the CPU to the harness: with more workers than cores, a
+  // harness that waits for a time slice kills and checks late.
+  int worker_nice = 10;
   std::size_t victim_stacks_kept = 8;
   bool capture_victim_stacks = true;
   std::vector<std::string> required_points;  // fail the run if any was never hit

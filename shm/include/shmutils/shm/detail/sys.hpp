@@ -139,6 +139,9 @@ enum class ProcessState { Running, Stopped, Gone };
 // What /proc says of pid in this namespace: Stopped for a stopped or traced
 // process, Gone when there is none (or only its zombie).
 ProcessState process_state(pid_t pid);
+// The number of the system call pid sleeps in (/proc/<pid>/syscall), or
+// nullopt while it runs, when it is gone, or when /proc does not say.
+std::optional<long> blocked_syscall(pid_t pid);
 // This process's start time, read through /proc/self (right even when /proc
 // was mounted for another PID namespace, where /proc/<getpid()> is not us).
 std::optional<std::uint64_t> own_start_time();
