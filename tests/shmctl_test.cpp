@@ -33,6 +33,36 @@ class ShmctlTest : public ::testing::Test {
   Segment segment_;
 };
 
+// ls reads every segment in /dev/shm, other programs' too: one that shrinks
+// while it is read (SIGBUS past its new end) is a row saying so, and the
+// listing goes on. A child shrinks and regrows this test's segment for as
+// long as the listings run.
+TEST_F(ShmctlTest, LsKeepsListingWhenASegmentShrinksWhileItIsRead) {
+  auto* numbers = segment_.names().construct<SharedVector<int>>("numbers");
+  for (int i = 0; i < 5000; ++i) numbers->push_back(segment_.heap(), i);
+  const auto full = static_cast<std::uint64_t>(sys::fstat(segment_.fd(), "segment").st_size);
+  auto resizer = fixtures::start_child([&](fixtures::ChildContext&) {
+    for (;;) {
+      sys::ftruncate(segment_.fd(), 8192, "segment");
+      sys::ftruncate(segment_.fd(), full, "segment");
+    }
+  });
+  constexpr int kListings = 20;
+  int shrank_rows = 0;
+  for (int i = 0; i < kListings; ++i) {
+    ToolRun ls = shmctl({"ls", "--json"});
+    ASSERT_EQ(ls.code, 0) << "listing " << i << ": " << ls.out;
+    for (const auto& row : ls.json()) {
+      if (row["name"] == guard_.name() && !row["shmutils"].get<bool>()) {
+        EXPECT_EQ(row["why"], "truncated by another process") << row.dump();
+        ++shrank_rows;
+      }
+    }
+  }
+  EXPECT_TRUE(resizer.kill().ok());
+  std::printf("%d of %d listings saw the segment shrink\n", shrank_rows, kListings);
+}
+
 TEST_F(ShmctlTest, ListsInspectsAuditsReapsAndRemoves) {
   auto* numbers = segment_.names().construct<SharedVector<int>>("numbers");
   for (int i = 0; i < 50; ++i) numbers->push_back(segment_.heap(), i);

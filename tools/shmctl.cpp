@@ -148,12 +148,27 @@ void print_json(const json& j) {
 
 // Another process may truncate a segment while we read it through our
 // mapping: the pages past its new end then fault with SIGBUS, anywhere in the
-// reading. The tool ends as with any Error of kind Truncated, with a message
-// made before the command starts (a signal handler may not build one).
+// reading. A command on one segment ends as with any Error of kind Truncated,
+// with a message made before the command starts (a signal handler may not
+// build one). ls reads every segment in /dev/shm, other programs' too, and one
+// that shrinks must not end the listing: there the handler puts zeros over the
+// faulting page (bytes the readers validate like any other hostile ones),
+// notes it, and the reading goes on; the row then says the segment shrank.
 std::string g_truncated_output;
 int g_truncated_fd = STDERR_FILENO;
+bool g_zeros_on_sigbus = false;
+std::size_t g_page_size = 0;
+volatile std::sig_atomic_t g_shrank_while_read = 0;
 
-void on_sigbus(int /*signal*/) {
+void on_sigbus(int /*signal*/, siginfo_t* info, void* /*context*/) {
+  if (g_zeros_on_sigbus) {
+    auto address = reinterpret_cast<std::uintptr_t>(info->si_addr);
+    auto* page = reinterpret_cast<void*>(address - address % g_page_size);
+    if (sys::map_zeros_over(page, g_page_size)) {
+      g_shrank_while_read = 1;
+      return;
+    }
+  }
   (void)sys::write_all(g_truncated_fd, g_truncated_output);
   sys::exit_now(kError);
 }
@@ -170,16 +185,19 @@ void end_with_truncated_on_sigbus(const std::string& what, bool as_json) {
     g_truncated_output = "shmctl: " + printable(error.what()) + "\n";
     g_truncated_fd = STDERR_FILENO;
   }
+  g_page_size = sys::page_size();
   sys::set_signal_handler(SIGBUS, &on_sigbus, 0);
 }
 
 int command_ls(bool as_json) {
   json rows = json::array();
   uid_t self = sys::geteuid();
+  g_zeros_on_sigbus = true;
   for (const std::string& name : sys::list_shm_names()) {
     std::optional<struct stat> st = sys::stat_path("/dev/shm" + name);
     if (!st || st->st_uid != self) continue;
     json row{{"name", printable(name)}, {"size", static_cast<std::uint64_t>(st->st_size)}};
+    g_shrank_while_read = 0;
     try {
       Segment segment = open_read_only(name);
       Facts facts = gather(segment, true);
@@ -191,8 +209,15 @@ int command_ls(bool as_json) {
       row["shmutils"] = false;
       row["why"] = std::string(to_string(e.kind()));
     }
+    if (g_shrank_while_read != 0) {  // what was read past the new end was zeros: drop it
+      row = json{{"name", row["name"]},
+                 {"size", row["size"]},
+                 {"shmutils", false},
+                 {"why", std::string(to_string(ErrorKind::Truncated))}};
+    }
     rows.push_back(row);
   }
+  g_zeros_on_sigbus = false;
   if (as_json) {
     print_json(rows);
     return kOk;
@@ -204,9 +229,10 @@ int command_ls(bool as_json) {
   std::printf("%-32s %10s %7s %6s %12s\n", "NAME", "SIZE", "ALIVE", "DEAD", "USED");
   for (const json& row : rows) {
     if (!row["shmutils"].get<bool>()) {
-      std::printf(
-          "%-32s %10s  (not a shmutils segment: %s)\n", row["name"].get<std::string>().c_str(),
-          bytes(row["size"].get<std::uint64_t>()).c_str(), row["why"].get<std::string>().c_str());
+      std::printf("%-32s %10s  (not readable as a shmutils segment: %s)\n",
+                  row["name"].get<std::string>().c_str(),
+                  bytes(row["size"].get<std::uint64_t>()).c_str(),
+                  row["why"].get<std::string>().c_str());
       continue;
     }
     std::string used = row.contains("bytes_used") ? bytes(row["bytes_used"].get<std::uint64_t>())

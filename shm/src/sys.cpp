@@ -212,6 +212,11 @@ void* mmap(void* hint, std::size_t length, int prot, int flags, int fd, std::uin
   return address;
 }
 
+bool map_zeros_over(void* page, std::size_t length) noexcept {
+  return ::mmap(page, length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) !=
+         MAP_FAILED;
+}
+
 void munmap(void* address, std::size_t length, std::string_view object) {
   check(object, "munmap", [&] { return ::munmap(address, length); });
 }
@@ -937,6 +942,14 @@ void set_signal_handler(int signal, void (*handler)(int), int flags,
   action.sa_flags = flags;
   sigemptyset(&action.sa_mask);
   (void)::sigaction(signal, &action, previous);
+}
+
+void set_signal_handler(int signal, void (*handler)(int, siginfo_t*, void*), int flags) noexcept {
+  struct sigaction action {};
+  action.sa_sigaction = handler;
+  action.sa_flags = flags | SA_SIGINFO;
+  sigemptyset(&action.sa_mask);
+  (void)::sigaction(signal, &action, nullptr);
 }
 
 void restore_signal_action(int signal, const struct sigaction& action) noexcept {

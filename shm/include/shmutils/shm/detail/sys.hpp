@@ -115,6 +115,10 @@ void madvise(void* address, std::size_t length, int advice, std::string_view obj
 void msync(void* address, std::size_t length, int flags, std::string_view object);
 void mlock(const void* address, std::size_t length, std::string_view object);
 void munlock(const void* address, std::size_t length, std::string_view object);
+// Puts a private, read-only page of zeros over [page, page + length)
+// (MAP_FIXED): a reader whose file shrank under it reads zeros there instead
+// of faulting again. Async-signal-safe; false when the kernel refuses.
+bool map_zeros_over(void* page, std::size_t length) noexcept;
 
 // --- processes -------------------------------------------------------------
 pid_t getpid() noexcept;
@@ -288,6 +292,9 @@ void shm_unlink_quietly(const char* name) noexcept;
 // the action it replaces goes to *previous when given. Async-signal-safe.
 void set_signal_handler(int signal, void (*handler)(int), int flags,
                         struct sigaction* previous = nullptr) noexcept;
+// The same with sa_sigaction = handler (SA_SIGINFO added to flags): the
+// handler learns the faulting address.
+void set_signal_handler(int signal, void (*handler)(int, siginfo_t*, void*), int flags) noexcept;
 // Puts back an action saved by set_signal_handler. Async-signal-safe.
 void restore_signal_action(int signal, const struct sigaction& action) noexcept;
 // _exit(2): ends this process now, without atexit handlers or destructors
