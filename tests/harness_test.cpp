@@ -6,8 +6,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <new>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "planted_bugs.hpp"
@@ -286,6 +289,112 @@ TEST(HarnessTest, AHangIsCaughtByTheWatchdogWithStacksAndLockHolders) {
       << report.diagnostics;
 }
 
+// A lock that is not robust, as a user's own (or Boost.Interprocess's) may
+// be: a holder killed with it held leaves it held for ever. The check takes
+// it without a bound, as a first check often does.
+class NonRobustLockScenario : public Scenario {
+ public:
+  struct Root {
+    std::atomic<pid_t> holder{0};  // the lock: its holder's pid, 0 when free
+    std::atomic<std::uint64_t> holder_namespace{0};
+    std::uint64_t value = 0;
+  };
+  std::string_view name() const override { return "non-robust-lock"; }
+  std::string_view description() const override { return "a lock a dead holder keeps"; }
+  std::vector<std::string> fault_points() const override { return {}; }
+  void setup(Segment& segment, Witness&) override {
+    new (segment.user_area().data()) Root();
+    Scenario::root<Root>(segment).holder_namespace.store(sys::pid_namespace_id());
+  }
+  void work(WorkerContext& ctx) override {
+    auto& root = ctx.root<Root>();
+    while (!ctx.should_stop()) {
+      take(root);
+      ++root.value;
+      ctx.operation_done();
+      root.holder.store(0);
+    }
+  }
+  std::vector<std::string> check(Segment& segment, Witness&, bool) override {
+    auto& root = Scenario::root<Root>(segment);
+    take(root);
+    root.holder.store(0);
+    return {};
+  }
+  std::vector<NamedLockHolder> lock_holders(Segment& segment) override {
+    auto& root = Scenario::root<Root>(segment);
+    pid_t pid = root.holder.load();
+    return {
+        {"naive.lock", {.pid = pid, .tid = pid, .pid_namespace = root.holder_namespace.load()}}};
+  }
+
+ private:
+  static void take(Root& root) {
+    pid_t expected = 0;
+    while (!root.holder.compare_exchange_weak(expected, sys::getpid())) {
+      expected = 0;
+      sys::yield();
+    }
+  }
+};
+
+// A check that blocks can never wedge the harness: it runs in a checker
+// process, and one still blocked at the watchdog's bound ends the run with a
+// violation naming the lock, its holder and that the holder is dead.
+TEST(HarnessTest, ACheckBlockedOnALockItsDeadHolderKeepsIsReportedNotWaitedFor) {
+  NonRobustLockScenario scenario;
+  RunOptions options = quick_options(21, 200);
+  options.duration_s = 60;  // only the deadline: the first holder killed ends the run
+  options.watchdog_s = 0.5;
+  options.stalls_per_s = 0;
+  RunReport report = Harness().run(scenario, options);
+  ASSERT_FALSE(report.ok()) << describe(report);
+  const std::string& first = report.violations.front();
+  EXPECT_NE(first.find("hang: the check after a kill blocked for"), std::string::npos) << first;
+  EXPECT_NE(first.find("naive.lock held by worker "), std::string::npos) << first;
+  EXPECT_NE(first.find(", dead: kill"), std::string::npos) << first;
+  EXPECT_NE(report.diagnostics.find("NonRobustLockScenario::check"), std::string::npos)
+      << "the checker's stack:\n"
+      << report.diagnostics;
+  EXPECT_NE(report.replay_command.find("--replay shmutils1:non-robust-lock:"), std::string::npos);
+}
+
+// Workers that count; a check that throws after kills and crashes at the end.
+class MisbehavingCheckScenario : public Scenario {
+ public:
+  std::string_view name() const override { return "misbehaving-check"; }
+  std::string_view description() const override { return "a check that throws and crashes"; }
+  std::vector<std::string> fault_points() const override { return {}; }
+  void setup(Segment&, Witness&) override {}
+  void work(WorkerContext& ctx) override {
+    while (!ctx.should_stop()) {
+      ctx.operation_done();
+      sys::yield();
+    }
+  }
+  std::vector<std::string> check(Segment&, Witness&, bool final) override {
+    if (!final) throw std::runtime_error("the structure is unreadable");
+    sys::raise_signal(SIGSEGV);
+    return {};
+  }
+  std::vector<NamedLockHolder> lock_holders(Segment&) override { return {}; }
+};
+
+TEST(HarnessTest, ACheckThatThrowsOrCrashesIsAViolationAndTheHarnessLives) {
+  MisbehavingCheckScenario scenario;
+  RunOptions options = quick_options(22, 3);
+  RunReport report = Harness().run(scenario, options);
+  ASSERT_FALSE(report.ok());
+  EXPECT_NE(report.violations.front().find("a check threw: the structure is unreadable"),
+            std::string::npos)
+      << describe(report);
+  EXPECT_NE(report.violations.back().find("the final check crashed with SIGSEGV"),
+            std::string::npos)
+      << describe(report);
+  EXPECT_NE(report.diagnostics.find("MisbehavingCheckScenario::check"), std::string::npos)
+      << report.diagnostics;
+}
+
 TEST(HarnessTest, ARequiredFaultPointThatIsNeverReachedFailsTheRun) {
   CounterScenario scenario;
   RunOptions options = quick_options(11);
@@ -331,6 +440,8 @@ std::unique_ptr<Scenario> make_test_scenario(std::string_view name) {
   }
   if (name == "absolute_pointer") return std::make_unique<AbsolutePointerScenario>();
   if (name == "hang") return std::make_unique<HangScenario>();
+  if (name == "non-robust-lock") return std::make_unique<NonRobustLockScenario>();
+  if (name == "misbehaving-check") return std::make_unique<MisbehavingCheckScenario>();
   if (name == "allocator_churn-leaky") return make_leaky_churn_scenario();
   return make_builtin_scenario(name);
 }

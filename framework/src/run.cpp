@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <new>
 #include <optional>
@@ -129,17 +130,42 @@ std::string Run::lock_report() {
   std::string text;
   for (const NamedLockHolder& lock : scenario_.lock_holders(segment_)) {
     text += "  lock " + lock.lock + ": ";
-    text += lock.holder.tid == 0 ? std::string("free") : "held by " + to_string(lock.holder);
-    for (const LiveWorker& worker : live_) {
-      if (holds(worker, lock.holder)) {
-        text += " = worker " + std::to_string(worker.incarnation) + " (pid " +
-                std::to_string(worker.process.pid()) + " here)";
-      }
-    }
+    text += lock.holder.tid == 0
+                ? std::string("free")
+                : "held by " + to_string(lock.holder) + " = " + holder_state(lock.holder);
     if (lock.holder.owner_died) text += " (owner died, repair pending)";
     text += "\n";
   }
   return text;
+}
+
+std::string Run::holder_state(const LockHolder& holder) const {
+  if (checker_ && holder.pid == checker_->pid() && holder.pid_namespace == sys::pid_namespace_id())
+    return "the harness's checker (pid " + std::to_string(holder.pid) + ")";
+  for (std::uint32_t i = 0; i < next_incarnation_; ++i) {
+    const WorkerRecord& record = witness_->worker(i);
+    if (holder.pid == 0 || record.own_pid.load(std::memory_order_acquire) != holder.pid ||
+        record.pid_namespace.load(std::memory_order_relaxed) != holder.pid_namespace)
+      continue;
+    const std::string who = "worker " + std::to_string(i);
+    for (const LiveWorker& worker : live_) {
+      if (worker.incarnation != i) continue;
+      const std::string pid = " (pid " + std::to_string(worker.process.pid()) + ")";
+      if (worker.dying) return who + pid + ", dying: " + worker.death;
+      if (worker.resume_at_ns != 0) return who + pid + ", stopped (a stall)";
+      if (stopped_at_point(worker)) return who + pid + ", stopped at its planned fault point";
+      return who + pid + ", alive";
+    }
+    for (const WorkerSummary& ended : report_.worker_log) {
+      if (ended.incarnation != i) continue;
+      std::array<char, 32> when{};
+      (void)std::snprintf(when.data(), when.size(), "%.3f", ended.ended_s);
+      return who + " (pid " + std::to_string(ended.pid) + "), dead: " + ended.end + " at " +
+             when.data() + " s";
+    }
+    return who + ", dead";
+  }
+  return "pid " + std::to_string(holder.pid) + ", not a process of this run";
 }
 
 // Kills without waiting for the victim to finish dying: its exit takes a
@@ -238,10 +264,61 @@ bool Run::reap_or_keep(std::size_t index) {
 }
 
 void Run::after_kill() {
+  if (hung_ || crashed_) return;  // the run is ending: the final check follows
   std::uint64_t before = witness_->scenario(kRecoveries).load();
-  for (std::string& v : scenario_.check(segment_, *witness_, false)) violation(std::move(v));
+  run_check(false);
   if (witness_->scenario(kRecoveries).load() > before)
     event(0, EventKind::Recovery, "by the harness check");
+}
+
+void Run::run_check(bool final) {
+  if (!checker_) checker_.emplace(scenario_, segment_, *witness_);
+  const auto bound = std::chrono::milliseconds(std::llround(options_.watchdog_s * 1000));
+  const std::string which = final ? "the final check" : "the check after a kill";
+  std::array<char, 32> bound_text{};
+  (void)std::snprintf(bound_text.data(), bound_text.size(), "%g s", options_.watchdog_s);
+  const std::string after = bound_text.data();
+  Checker::Result result;
+  // A check may wait for a lock a stalled worker, or one stopped at its
+  // planned point, holds: end those stalls and kills while it waits.
+  auto meanwhile = [this] {
+    end_due_stalls(sys::monotonic_ns());
+    for (std::size_t i = 0; i < live_.size(); ++i) {
+      if (!live_[i].dying && stopped_at_point(live_[i])) kill_at_point(i, true);
+    }
+  };
+  switch (checker_->check(final, bound, result, meanwhile)) {
+    case Checker::Outcome::Done:
+      for (std::string& v : result.violations) violation(std::move(v));
+      if (final) report_.leaked_bytes = result.leaked_bytes;
+      return;  // the checker serves the next check
+    case Checker::Outcome::Blocked: {
+      std::string holders;
+      for (const NamedLockHolder& lock : scenario_.lock_holders(segment_)) {
+        if (lock.holder.pid == 0) continue;
+        holders +=
+            (holders.empty() ? "" : "; ") + lock.lock + " held by " + holder_state(lock.holder);
+      }
+      report_.diagnostics += which + " (checker pid " + std::to_string(checker_->pid()) +
+                             ") was still running after " + after + "; its stack:\n" +
+                             checker_->stack() + "lock holders:\n" + lock_report();
+      violation(
+          "hang: " + which + " blocked for " + after +
+          (holders.empty() ? std::string(" with every named lock free") : " (" + holders + ")") +
+          (final ? "" : "; a check between kills must not block: take locks with a bound"));
+      event(0, EventKind::Hang, which + " blocked");
+      hung_ = true;
+      break;
+    }
+    case Checker::Outcome::Crashed:
+      report_.diagnostics +=
+          which + " " + checker_->ending() + "; its stack:\n" + checker_->stack();
+      violation(which + " " + checker_->ending() + " (its stack is in the diagnostics)");
+      event(0, EventKind::Crash, which);
+      crashed_ = true;
+      break;
+  }
+  checker_.reset();  // a checker that did not finish is gone: the next check forks another
 }
 
 void Run::poll_workers() {
@@ -277,8 +354,7 @@ bool Run::stopped_at_point(const LiveWorker& worker) const {
          WorkerState::StoppedAtFaultPoint;
 }
 
-void Run::scheduled_actions() {
-  std::uint64_t now = sys::monotonic_ns();
+void Run::end_due_stalls(std::uint64_t now) {
   for (LiveWorker& worker : live_) {
     if (worker.resume_at_ns != 0 && now >= worker.resume_at_ns) {
       worker.process.signal(SIGCONT);
@@ -286,6 +362,11 @@ void Run::scheduled_actions() {
       event(worker.incarnation, EventKind::Resume);
     }
   }
+}
+
+void Run::scheduled_actions() {
+  std::uint64_t now = sys::monotonic_ns();
+  end_due_stalls(now);
   if (live_.empty()) return;
   // Victims take a moment to finish dying (longer on a loaded machine), and
   // each holds its registry slot until then: never let them pile up.
@@ -500,7 +581,7 @@ void Run::run_loop() {
       break;
     }
     poll_workers();
-    if (crashed_) break;
+    if (crashed_ || hung_) break;
     top_up();
     sample_lock_holds(false);
     scheduled_actions();
@@ -526,8 +607,8 @@ void Run::conclude() {
   if (use_zygote_) sys::set_child_subreaper(false);
   // Every worker is dead: reap their slots (heap holdings included) first.
   segment_.reap_dead();
-  for (std::string& v : scenario_.check(segment_, *witness_, true)) violation(std::move(v));
-  report_.leaked_bytes = scenario_.leaked_bytes(segment_, *witness_);
+  run_check(true);
+  checker_.reset();
   if (report_.leaked_bytes != 0) {
     violation(std::to_string(report_.leaked_bytes) +
               " heap bytes leaked: live, but unreachable from the scenario's data");

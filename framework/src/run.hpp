@@ -4,9 +4,11 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "checker.hpp"
 #include "kill_plan.hpp"
 #include "shmutils/framework/harness.hpp"
 #include "shmutils/framework/supervised_child.hpp"
@@ -55,11 +57,17 @@ class Run {
   void kill_worker(std::size_t index, EventKind why, const std::string& detail, bool keep_stack);
   void log_end(LiveWorker& worker, std::string end);
   void after_kill();
+  // Scenario::check in the checker process, within the watchdog's bound.
+  void run_check(bool final);
+  // Who a lock's holder is to this run: a worker (alive, stopped, or dead:
+  // how and when), the checker, or another process.
+  std::string holder_state(const LockHolder& holder) const;
   void handle_crash(std::size_t index);
   void kill_at_point(std::size_t index, bool keep_stack);
   bool reap_or_keep(std::size_t index);  // false when the worker was removed
   void poll_workers();
   void scheduled_actions();
+  void end_due_stalls(std::uint64_t now);
   bool watchdog();
   void finish();
   void kill_all(const std::string& why);
@@ -93,6 +101,7 @@ class Run {
   Witness* witness_ = nullptr;
   Segment segment_;
   std::vector<LiveWorker> live_;
+  std::optional<Checker> checker_;
   std::uint32_t next_incarnation_ = 0;
   std::uint64_t start_ns_ = 0;
   std::uint64_t next_kill_ns_ = 0;

@@ -8,10 +8,19 @@
 //   work():    a worker process (one incarnation), looping until
 //              ctx.should_stop(); counts each completed operation with
 //              ctx.operation_done(). It may be killed at any instruction.
-//   check():   harness process, after each kill and at the end: take the
-//              scenario's locks (repairing what a dead holder left, counting
-//              the recovery with ctx-less Witness::scenario(kRecoveries)),
-//              verify the invariants, return one line per violation.
+//   check():   a checker process forked from the harness after setup(),
+//              after each kill and at the end, waited for at most
+//              RunOptions::watchdog_s: verify the invariants, return one line
+//              per violation; repair what a dead holder left, counting the
+//              recovery with Witness::scenario(kRecoveries). Between kills
+//              (final false) workers run and may be stopped holding a lock:
+//              take locks with a bound and return {} when one does not come
+//              (CounterScenario::check does). At the end (final true) every
+//              worker is dead and reaped: block as needed. A check still
+//              running at the bound ends the run as a hang that names each
+//              lock's holder (alive, stopped, or dead: how and when); one that
+//              throws or crashes is a violation. leaked_bytes() runs in the
+//              checker after the final check.
 //   The witness (witness.hpp) holds what must survive workers: per-worker
 //   completed operations and in-flight records.
 #pragma once
