@@ -162,8 +162,8 @@ volatile std::sig_atomic_t g_shrank_while_read = 0;
 
 void on_sigbus(int /*signal*/, siginfo_t* info, void* /*context*/) {
   if (g_zeros_on_sigbus) {
-    auto address = reinterpret_cast<std::uintptr_t>(info->si_addr);
-    auto* page = reinterpret_cast<void*>(address - address % g_page_size);
+    auto* address = static_cast<char*>(info->si_addr);
+    void* page = address - reinterpret_cast<std::uintptr_t>(address) % g_page_size;
     if (sys::map_zeros_over(page, g_page_size)) {
       g_shrank_while_read = 1;
       return;
