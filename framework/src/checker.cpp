@@ -5,6 +5,7 @@
 
 #include "shmutils/shm/detail/sys.hpp"
 #include "shmutils/shm/error.hpp"
+#include "shmutils/shm/shm_object.hpp"
 
 namespace shmutils::framework::detail {
 namespace {
@@ -57,8 +58,13 @@ bool decode(int fd, Checker::Result& result) {
 }
 
 // The checker's loop: a check per request until the harness closes the pipe.
-int serve_checks(Scenario& scenario, Segment& segment, Witness& witness, int requests,
+int serve_checks(Scenario& scenario, Segment& inherited, Witness& witness, int requests,
                  int replies) {
+  // An attachment of its own: the inherited one is the harness's (its
+  // registry slot, its heap cache), and locks and caches the checker takes
+  // must be the checker's.
+  Segment segment = Segment::adopt(
+      ShmObject::adopt(sys::dup_cloexec(inherited.fd(), "segment"), inherited.name(), true, true));
   for (;;) {
     std::byte request{};
     if (sys::read_some(requests, std::span(&request, 1)) == 0) return 0;

@@ -151,7 +151,7 @@ std::string Run::holder_state(const LockHolder& holder) const {
     for (const LiveWorker& worker : live_) {
       if (worker.incarnation != i) continue;
       const std::string pid = " (pid " + std::to_string(worker.process.pid()) + ")";
-      if (worker.dying) return who + pid + ", dying: " + worker.death;
+      if (worker.dying) return who + pid + ", dead (not yet reaped): " + worker.death;
       if (worker.resume_at_ns != 0) return who + pid + ", stopped (a stall)";
       if (stopped_at_point(worker)) return who + pid + ", stopped at its planned fault point";
       return who + pid + ", alive";
@@ -364,41 +364,42 @@ void Run::end_due_stalls(std::uint64_t now) {
   }
 }
 
+void Run::kill_when_due(std::uint64_t now) {
+  // Victims take a moment to finish dying (longer on a loaded machine), and
+  // each holds its registry slot until then: never let them pile up.
+  if (now < next_kill_ns_ || dying_count() >= options_.workers) return;
+  // Victims are workers at work, neither stalled nor dying: a kill before
+  // a worker attaches tests its start alone, and on a loaded machine (an
+  // exec'd worker under a sanitizer) the start is most of a worker's life.
+  // With none at work, the kill waits for one.
+  std::vector<std::size_t> eligible;
+  for (std::size_t i = 0; i < live_.size(); ++i) {
+    if (live_[i].resume_at_ns == 0 && !live_[i].dying && at_work(live_[i])) eligible.push_back(i);
+  }
+  if (eligible.empty()) return;
+  next_kill_ns_ = now + plan_.next_kill_in_ns();
+  std::optional<std::size_t> victim;
+  std::string detail;
+  if (plan_.kill_a_holder()) {
+    for (const NamedLockHolder& lock : scenario_.lock_holders(segment_)) {
+      for (std::size_t i : eligible) {
+        if (holds(live_[i], lock.holder)) {
+          victim = i;
+          detail = "holder of " + lock.lock;
+        }
+      }
+    }
+  }
+  const bool by_holder = victim.has_value();
+  if (!victim) victim = eligible[plan_.pick(eligible.size())];
+  kill_worker(*victim, by_holder ? EventKind::KillHolder : EventKind::KillRandom, detail, true);
+}
+
 void Run::scheduled_actions() {
   std::uint64_t now = sys::monotonic_ns();
   end_due_stalls(now);
   if (live_.empty()) return;
-  // Victims take a moment to finish dying (longer on a loaded machine), and
-  // each holds its registry slot until then: never let them pile up.
-  if (now >= next_kill_ns_ && dying_count() < options_.workers) {
-    next_kill_ns_ = now + plan_.next_kill_in_ns();
-    bool by_holder = plan_.kill_a_holder();
-    std::optional<std::size_t> victim;
-    std::string detail;
-    if (by_holder) {
-      for (const NamedLockHolder& lock : scenario_.lock_holders(segment_)) {
-        for (std::size_t i = 0; i < live_.size(); ++i) {
-          if (holds(live_[i], lock.holder) && live_[i].resume_at_ns == 0 && !live_[i].dying) {
-            victim = i;
-            detail = "holder of " + lock.lock;
-          }
-        }
-      }
-    }
-    if (!victim) {
-      by_holder = false;
-      victim = plan_.pick(live_.size());
-      // Leave stalled and dying ones be, and those not yet at work: a kill
-      // before the worker attaches tests its start alone, and on a loaded
-      // machine (an exec'd worker under a sanitizer) the start is most of a
-      // worker's life, so the run's kills would all go to it.
-      const LiveWorker& candidate = live_[*victim];
-      if (candidate.resume_at_ns != 0 || candidate.dying || !at_work(candidate)) victim.reset();
-    }
-    if (victim) {
-      kill_worker(*victim, by_holder ? EventKind::KillHolder : EventKind::KillRandom, detail, true);
-    }
-  }
+  kill_when_due(now);
   if (now >= next_stall_ns_ && !live_.empty()) {
     next_stall_ns_ = now + plan_.next_stall_in_ns();
     LiveWorker& worker = live_[plan_.pick(live_.size())];

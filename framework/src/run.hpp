@@ -68,6 +68,7 @@ class Run {
   void poll_workers();
   void scheduled_actions();
   void end_due_stalls(std::uint64_t now);
+  void kill_when_due(std::uint64_t now);
   bool watchdog();
   void finish();
   void kill_all(const std::string& why);
