@@ -418,6 +418,23 @@ TEST(HarnessTest, TheCheckRunsInAProcessRegisteredInTheSegment) {
   EXPECT_TRUE(report.ok()) << describe(report);
 }
 
+// A spawn-mode worker program that cannot build the scenario says so, and
+// the run stops there with that message (it used to look like a hang).
+TEST(HarnessTest, SpawnModeWithoutAFactoryIsAClearErrorNamingTheScenario) {
+  CounterScenario scenario;
+  RunOptions options = quick_options(24, 5);
+  options.mode = WorkerMode::Spawn;
+  options.worker_program = SHMUTILS_NO_FACTORY_PATH;
+  RunReport report = Harness().run(scenario, options);
+  ASSERT_FALSE(report.ok());
+  EXPECT_NE(report.violations.front().find("cannot build scenario \"counter\""), std::string::npos)
+      << describe(report);
+  EXPECT_NE(report.violations.front().find("no ScenarioFactory"), std::string::npos)
+      << describe(report);
+  EXPECT_EQ(report.violations.size(), 1U) << "the run stops at the first such worker\n"
+                                          << describe(report);
+}
+
 TEST(HarnessTest, ARequiredFaultPointThatIsNeverReachedFailsTheRun) {
   CounterScenario scenario;
   RunOptions options = quick_options(11);

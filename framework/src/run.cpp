@@ -249,10 +249,15 @@ bool Run::reap_or_keep(std::size_t index) {
   if (worker.dying) {
     log_end(worker, worker.death);
   } else {
-    if (!status.success()) {
+    const bool cannot_start = status.exited && status.exit_code == 64;
+    if (!status.success() && !(cannot_start && cannot_start_)) {  // that one is said once
       violation("worker " + std::to_string(worker.incarnation) +
                 " ended unexpectedly: " + status.to_string() +
                 (worker.captured.empty() ? "" : "; it printed: " + worker.captured.substr(0, 500)));
+      // 64: the worker could not be started as asked (its program cannot
+      // build the scenario, or its arguments were refused): every
+      // replacement would end the same way.
+      if (cannot_start) cannot_start_ = true;
     }
     event(worker.incarnation, EventKind::Exit, status.to_string());
     log_end(worker, status.to_string());
@@ -582,7 +587,7 @@ void Run::run_loop() {
       break;
     }
     poll_workers();
-    if (crashed_ || hung_) break;
+    if (crashed_ || hung_ || cannot_start_) break;
     top_up();
     sample_lock_holds(false);
     scheduled_actions();

@@ -112,6 +112,7 @@ class Run {
   std::uint64_t progress_reported_ns_ = 0;
   bool hung_ = false;
   bool crashed_ = false;
+  bool cannot_start_ = false;       // a worker exited 64: replacements would too
   bool use_zygote_ = false;         // fork mode from a threaded caller
   std::string worker_program_;      // spawn mode
   std::string witness_descriptor_;  // spawn and zygote: inheritable descriptors

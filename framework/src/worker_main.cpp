@@ -128,9 +128,17 @@ int run_forked_worker(Scenario& scenario, Segment& inherited, Witness& witness,
 int run_worker_from_arguments(const WorkerArguments& arguments, const ScenarioFactory& make,
                               int witness_fd, int segment_fd) {
   try {
-    std::unique_ptr<Scenario> scenario = make(arguments.scenario);
+    std::unique_ptr<Scenario> scenario = make ? make(arguments.scenario) : nullptr;
     if (!scenario) {
-      std::fprintf(stderr, "shmutils worker: unknown scenario %s\n", arguments.scenario.c_str());
+      // Workers rebuild the scenario by name: a program without a factory
+      // that knows it cannot be a worker for it.
+      std::fprintf(stderr,
+                   "shmutils worker: cannot build scenario \"%s\": %s; pass a ScenarioFactory "
+                   "that builds it by name to test_main (SHMUTILS_TEST_MAIN(factory)) or to "
+                   "run_spawned_worker\n",
+                   arguments.scenario.c_str(),
+                   make ? "this program's ScenarioFactory does not know it"
+                        : "this program was given no ScenarioFactory");
       return 64;
     }
     std::uint64_t seed = derive_seed(arguments.run_seed, arguments.incarnation);
